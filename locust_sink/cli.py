@@ -1,0 +1,229 @@
+"""The `locust-sink` command: load NDJSON results, replay the spool, install templates, import Kibana objects.
+
+This module must not import Locust (it monkey-patches the standard library through gevent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .transport import EsConfig, SinkTransportError, check_server, make_client, redact, split_urls
+
+log = logging.getLogger("locust_sink")
+
+
+def _env(name: str, default: Any = None) -> Any:
+    return os.environ.get(name, default)
+
+
+def _add_es_arguments(parser: argparse.ArgumentParser, url_required: bool = True) -> None:
+    parser.add_argument(
+        "--es-url",
+        default=_env("LOCUST_ES_URL"),
+        required=url_required and not _env("LOCUST_ES_URL"),
+        help="Elasticsearch URL(s), comma separated (env LOCUST_ES_URL)",
+    )
+    parser.add_argument("--es-username", default=_env("LOCUST_ES_USERNAME"), help="env LOCUST_ES_USERNAME")
+    parser.add_argument(
+        "--es-password",
+        default=_env("LOCUST_ES_PASSWORD"),
+        help="prefer the env var LOCUST_ES_PASSWORD: a flag shows in the process list",
+    )
+    parser.add_argument("--es-api-key", default=_env("LOCUST_ES_API_KEY"), help="prefer env LOCUST_ES_API_KEY")
+    parser.add_argument("--es-ca-certs", default=_env("LOCUST_ES_CA_CERTS"), help="CA bundle (PEM)")
+    parser.add_argument(
+        "--es-verify-certs",
+        default=_env("LOCUST_ES_VERIFY_CERTS", "true"),
+        choices=("true", "false"),
+        help="verify TLS certificates (default true)",
+    )
+    parser.add_argument("--es-request-timeout", type=float, default=30.0)
+
+
+def _es_config(args: argparse.Namespace) -> EsConfig:
+    return EsConfig(
+        urls=split_urls(args.es_url),
+        username=args.es_username,
+        password=args.es_password,
+        api_key=args.es_api_key,
+        ca_certs=args.es_ca_certs,
+        verify_certs=args.es_verify_certs == "true",
+        request_timeout=args.es_request_timeout,
+    )
+
+
+def _connect(args: argparse.Namespace) -> tuple[Any, EsConfig]:
+    config = _es_config(args)
+    try:
+        es = make_client(config)
+        check_server(es)
+    except SinkTransportError as exc:
+        raise SystemExit(f"locust-sink: {redact(str(exc), config.secrets())} ({config.describe()})") from None
+    except ValueError as exc:
+        raise SystemExit(f"locust-sink: bad --es-url: {redact(str(exc), config.secrets())}") from None
+    return es, config
+
+
+class Progress:
+    """A one-line progress bar on a terminal; silent otherwise."""
+
+    def __init__(self, label: str, stream: Any = sys.stderr) -> None:
+        self.label = label
+        self.stream = stream
+        self.enabled = hasattr(stream, "isatty") and stream.isatty()
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self._last < 0.1 and done < total:
+            return
+        self._last = now
+        width = 30
+        filled = int(width * done / max(total, 1))
+        self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {100 * done // max(total, 1)}%")
+        if done >= total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def cmd_load(args: argparse.Namespace, replay: bool = False) -> int:
+    from .filesink import ndjson_files
+    from .spool import deliver_files
+
+    target = Path(args.path)
+    if not target.exists():
+        print(f"locust-sink: {target} does not exist", file=sys.stderr)
+        return 2
+    files = ndjson_files(target)
+    if replay and target.is_dir():
+        files += _stale_open_segments(target)
+    if not files:
+        print(f"locust-sink: no .ndjson files under {target}")
+        return 0
+    es, config = _connect(args)
+    sink_dir = target if target.is_dir() else target.parent
+    if replay and sink_dir.name == "spool":
+        sink_dir = sink_dir.parent
+    started = time.monotonic()
+    report = deliver_files(
+        es,
+        files,
+        sink_dir=sink_dir,
+        delete_delivered=replay,
+        batch_size=args.batch_size,
+        progress=Progress("replaying" if replay else "loading"),
+    )
+    took = time.monotonic() - started
+    verb = "replayed" if replay else "loaded"
+    print(
+        f"locust-sink: {verb} {report.indexed} documents ({report.requests_indexed} request records) from "
+        f"{report.files} file(s) into {config.describe()} in {took:.1f} s; dead-lettered {report.dead_lettered}"
+    )
+    if report.dead_lettered:
+        print(f"locust-sink: rejected documents are in {sink_dir / 'dead-letter'} with Elasticsearch's reasons")
+    for error in report.errors:
+        print(f"locust-sink: error: {redact(error, config.secrets())}", file=sys.stderr)
+    if report.failed_files:
+        print(
+            f"locust-sink: {len(report.failed_files)} file(s) not fully delivered; run the command again",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _stale_open_segments(root: Path, min_age: float = 60.0) -> list[Path]:
+    """Segments left open by a process that died: replayable once nobody has written them for a while."""
+    now = time.time()
+    found = []
+    for path in sorted(root.rglob("*.ndjson.open")):
+        if now - path.stat().st_mtime >= min_age:
+            final = path.with_suffix("")
+            path.rename(final)
+            found.append(final)
+        else:
+            print(f"locust-sink: skipping {path}: still being written", file=sys.stderr)
+    return found
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    from . import schema
+
+    es, config = _connect(args)
+    try:
+        result = schema.install_templates(es, prefix=args.es_index_prefix, replicas=args.replicas)
+    except Exception as exc:
+        print(f"locust-sink: template setup failed: {redact(str(exc), config.secrets())}", file=sys.stderr)
+        return 1
+    for name, action in result.items():
+        print(f"{name}: {action}")
+    return 0
+
+
+def cmd_kibana(args: argparse.Namespace) -> int:
+    from .kibana import import_saved_objects
+
+    try:
+        result = import_saved_objects(
+            args.kibana_url, args.file, username=args.username, password=args.password, overwrite=True
+        )
+    except Exception as exc:
+        print(f"locust-sink: Kibana import failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"locust-sink: imported {result.get('successCount', 0)} saved objects into {args.kibana_url}")
+    return 0 if result.get("success", False) else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="locust-sink", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"locust-sink {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    load = sub.add_parser("load", help="bulk-load NDJSON result files (file mode) into Elasticsearch")
+    load.add_argument("path", help="a results folder (e.g. locust-results/RUN_ID) or one .ndjson file")
+    load.add_argument("--batch-size", type=int, default=1000)
+    _add_es_arguments(load)
+    load.set_defaults(func=cmd_load)
+
+    replay = sub.add_parser(
+        "replay", help="deliver the spool (what ES could not take during a run); delivered segments are deleted"
+    )
+    replay.add_argument("path", nargs="?", default="locust-results/spool", help="spool folder")
+    replay.add_argument("--batch-size", type=int, default=1000)
+    _add_es_arguments(replay)
+    replay.set_defaults(func=lambda a: cmd_load(a, replay=True))
+
+    setup = sub.add_parser("setup", help="install/upgrade locust-sink's index templates")
+    setup.add_argument("--es-index-prefix", default=_env("LOCUST_ES_INDEX_PREFIX", "locust"))
+    setup.add_argument("--replicas", type=int, default=int(_env("LOCUST_ES_REPLICAS", "0")))
+    _add_es_arguments(setup)
+    setup.set_defaults(func=cmd_setup)
+
+    kibana = sub.add_parser("kibana", help="Kibana saved objects (data views and dashboards)")
+    ksub = kibana.add_subparsers(dest="kibana_command", required=True)
+    kimport = ksub.add_parser("import", help="import the bundled saved objects into Kibana")
+    kimport.add_argument("kibana_url")
+    kimport.add_argument("--file", default=None, help="saved objects NDJSON (default: the bundled one)")
+    kimport.add_argument("--username", default=_env("KIBANA_USERNAME"))
+    kimport.add_argument("--password", default=_env("KIBANA_PASSWORD"))
+    kimport.set_defaults(func=cmd_kibana)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""NDJSON files in Elasticsearch bulk format: the embedded default (no server) and the spool's format.
+
+Each document is two lines, the bulk action (with index and deterministic id) and the source, so a file
+can be sent to `_bulk` as it is, any number of times, without creating duplicates.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import orjson
+
+from .transport import BulkItem
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe version of a run id or node id."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:120] or "_"
+
+
+def write_items(handle, items: Iterable[BulkItem]) -> int:  # type: ignore[no-untyped-def]
+    """Append items in bulk format; returns bytes written."""
+    written = 0
+    for item in items:
+        line = item.action_line() + b"\n" + item.source + b"\n"
+        handle.write(line)
+        written += len(line)
+    return written
+
+
+def read_items(path: Path) -> Iterator[BulkItem]:
+    """Read a bulk-format NDJSON file back into items (a torn last pair is skipped, not fatal)."""
+    with path.open("rb") as handle:
+        while True:
+            action = handle.readline()
+            if not action:
+                return
+            source = handle.readline()
+            if not source.endswith(b"\n"):
+                return  # torn write at the end of a killed process: the pair is incomplete
+            try:
+                meta_obj = orjson.loads(action)
+            except orjson.JSONDecodeError:
+                continue
+            ((op, meta),) = meta_obj.items()
+            index = meta.get("_index", "")
+            yield BulkItem(op, index, meta.get("_id"), source.rstrip(b"\n"), index.endswith("-requests"))
+
+
+def ndjson_files(target: Path, exclude_dirs: tuple[str, ...] = ("dead-letter",)) -> list[Path]:
+    """The bulk files under a folder (or the file itself), oldest first."""
+    if target.is_file():
+        return [target]
+    files = [
+        p
+        for p in target.rglob("*.ndjson")
+        if p.is_file() and not any(part in exclude_dirs for part in p.relative_to(target).parts[:-1])
+    ]
+    return sorted(files, key=lambda p: (p.stat().st_mtime, str(p)))
+
+
+class FileWriter:
+    """File mode: one folder per run under the sink dir, one file per node."""
+
+    def __init__(self, sink_dir: str | os.PathLike[str], node: str) -> None:
+        self.sink_dir = Path(sink_dir)
+        self.node = node
+        self._handles: dict[str, object] = {}
+        self.paths: dict[str, Path] = {}
+
+    def path_for(self, run_id: str) -> Path:
+        return self.sink_dir / safe_name(run_id) / f"{safe_name(self.node)}.ndjson"
+
+    def write(self, items: list[BulkItem]) -> int:
+        by_run: dict[str, list[BulkItem]] = {}
+        for item in items:
+            by_run.setdefault(item.run_id, []).append(item)
+        total = 0
+        for run_id, group in by_run.items():
+            handle = self._handles.get(run_id)
+            if handle is None:
+                path = self.path_for(run_id)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                handle = path.open("ab")
+                self._handles[run_id] = handle
+                self.paths[run_id] = path
+            total += write_items(handle, group)
+            handle.flush()  # type: ignore[attr-defined]
+        return total
+
+    def close(self) -> None:
+        for handle in self._handles.values():
+            handle.close()  # type: ignore[attr-defined]
+        self._handles.clear()

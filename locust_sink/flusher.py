@@ -1,0 +1,485 @@
+"""The background greenlet: takes records from the buffer, encodes them in small chunks that yield, and
+delivers them to Elasticsearch (retrying, spooling to disk, dead-lettering) or to NDJSON files.
+
+Modelled on OpenTelemetry's BatchSpanProcessor (queue size, batch size, schedule delay, export timeout)
+and sentry-python's background worker (`flush(timeout)`), with the no-loss rules of this project: every
+record ends up counted as exactly one of indexed / written / spooled / dead-lettered / dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gevent
+from gevent.event import Event
+
+from .buffer import Accounting, RecordBuffer
+from .filesink import FileWriter
+from .records import RequestRecord, document_id, dumps, request_document
+from .spool import DeadLetters, Spool, iter_batches
+from .transport import (
+    BulkItem,
+    EsConfig,
+    SinkTransportError,
+    check_server,
+    classify,
+    make_client,
+    redact,
+    send_bulk,
+)
+
+log = logging.getLogger("locust_sink")
+
+ENCODE_CHUNK = 100  # records encoded between two yields: ~0.3 ms of CPU
+MAX_BULK_BYTES = 5 * 1024 * 1024
+
+
+@dataclass
+class SinkSettings:
+    """Tuning knobs; see docs/DESIGN.md for the matching command-line options."""
+
+    batch_size: int = 500
+    flush_interval: float = 1.0
+    queue_size: int = 100_000
+    flush_timeout: float = 30.0
+    retry_timeout: float = 30.0  # how long one batch is retried before ES counts as down and we spool
+    max_attempts: int = 6
+    high_water: float = 0.5  # queue fill ratio past which retrying stops and batches go to the spool
+    spool_max_bytes: int = 1024 * 1024 * 1024
+    overflow: str = "spool"  # or "drop": when ES cannot take records, drop (counted) instead of spooling
+    probe_interval_max: float = 10.0
+    docs_queue_size: int = 20_000
+
+
+class Flusher:
+    """Owns delivery for one Locust process (one node)."""
+
+    def __init__(
+        self,
+        buffer: RecordBuffer,
+        wake: Event,
+        node: str,
+        index_prefix: str,
+        sink_dir: str | Path,
+        settings: SinkSettings,
+        es_config: EsConfig | None = None,
+        setup: Callable[[Any], None] | None = None,
+    ) -> None:
+        self.buffer = buffer
+        self.accounting: Accounting = buffer.accounting
+        self.doc_accounting = Accounting()
+        self._docs: deque[BulkItem] = deque()
+        self._wake = wake
+        self.node = node
+        self.requests_index = f"{index_prefix}-requests"
+        self.index_prefix = index_prefix
+        self.sink_dir = Path(sink_dir)
+        self.settings = settings
+        self.es_config = es_config
+        self._setup = setup
+        self.mode = "es" if es_config else "file"
+        self.state = "starting" if es_config else "file"
+        self.last_error: str | None = None
+        self.trouble: list[str] = []  # one line per distinct problem, for the run document
+        self.server_version: str | None = None
+        self.es: Any = None
+        self.file_writer = FileWriter(self.sink_dir, node) if self.mode == "file" else None
+        self.spool = Spool(self.sink_dir, node, settings.spool_max_bytes)
+        self.dead_letters = DeadLetters(self.sink_dir, node)
+        self._segment_counts: dict[Path, tuple[int, int]] = {}
+        self._open_counts = [0, 0]
+        self._next_probe = 0.0
+        self._probe_delay = 1.0
+        self._greenlet: gevent.Greenlet | None = None
+        self._closing = False
+        self._busy = False
+        self._secrets = es_config.secrets() if es_config else []
+        self._stale_spool_reported = False
+
+    # ----- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._greenlet is None or self._greenlet.dead:
+            self._greenlet = gevent.spawn(self._run)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def submit_document(
+        self, family: str, doc: dict[str, Any], run_id: str, doc_id: str | None = None, op: str = "create"
+    ) -> bool:
+        """Queue a non-request document (stats, events, runs); never blocks."""
+        acc = self.doc_accounting
+        acc.emitted += 1
+        if len(self._docs) >= self.settings.docs_queue_size:
+            acc.dropped += 1
+            return False
+        item = BulkItem(op, f"{self.index_prefix}-{family}", doc_id, dumps(doc), False, run_id)
+        self._docs.append(item)
+        acc.queued += 1
+        return True
+
+    def pending(self) -> int:
+        return len(self.buffer) + len(self._docs) + self.accounting.in_flight + self.doc_accounting.in_flight
+
+    def flush(self, timeout: float | None = None, final: bool = False) -> bool:
+        """Deliver everything queued; returns True when nothing is left in memory.
+
+        Called from the main greenlet at quit. Past the deadline (or on a second Ctrl-C) whatever is still
+        in memory goes to the spool (or the file), so nothing is lost either way.
+        """
+        deadline = time.monotonic() + (self.settings.flush_timeout if timeout is None else timeout)
+        self._closing = self._closing or final
+        self.start()
+        try:
+            while time.monotonic() < deadline:
+                if not self.pending() and not self._busy and (self.state != "up" or not self._my_segments()):
+                    break
+                self._wake.set()
+                gevent.sleep(0.02)
+        except (KeyboardInterrupt, gevent.GreenletExit):
+            log.warning("locust-sink: interrupted during the final flush; spooling what is left")
+            self._emergency()
+            raise
+        if self.pending() or self._busy:
+            self._emergency()
+        return self.pending() == 0
+
+    def close(self, timeout: float | None = None) -> bool:
+        done = self.flush(timeout, final=True)
+        if self._greenlet is not None:
+            self._greenlet.kill(block=True, timeout=5)
+        self.spool.close_segment()
+        if self.file_writer is not None:
+            self.file_writer.close()
+        return done
+
+    def _emergency(self) -> None:
+        """Stop the flusher and put everything still in memory on disk, synchronously."""
+        if self._greenlet is not None and not self._greenlet.dead:
+            self._greenlet.kill(block=True, timeout=5)  # its in-flight batch is spooled by _deliver
+        while len(self.buffer) or self._docs:
+            items = self._encode(self.buffer.take(self.settings.batch_size), yielding=False)
+            items += self._take_docs(self.settings.batch_size)
+            self._park(items)
+        self.spool.close_segment()
+
+    # ----- the loop --------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(timeout=self.settings.flush_interval)
+            self._wake.clear()
+            self._busy = True
+            try:
+                self._cycle()
+            except gevent.GreenletExit:
+                raise
+            except Exception as exc:  # never let the flusher die: log once per distinct problem
+                self._note_trouble(f"internal error in the flusher: {type(exc).__name__}: {exc}", error=True)
+                log.debug("flusher error", exc_info=True)
+                gevent.sleep(0.5)
+            finally:
+                self._busy = False
+
+    def _cycle(self) -> None:
+        if self.mode == "file":
+            while len(self.buffer) or self._docs:
+                self._write_file(self._next_batch())
+            return
+        if self.state != "up" and time.monotonic() >= self._next_probe:
+            self._connect()
+        if self.state == "up":
+            self._replay_one_segment()
+        while (len(self.buffer) or self._docs) and self.state == "up":
+            self._deliver(self._next_batch())
+        while (len(self.buffer) or self._docs) and self.state != "up":
+            self._park(self._next_batch())
+        if self.state != "up":
+            self.spool.close_segment()  # closed segments are what replay picks up later
+
+    def _next_batch(self) -> list[BulkItem]:
+        items = self._take_docs(self.settings.batch_size)
+        room = self.settings.batch_size - len(items)
+        if room > 0:
+            items += self._encode(self.buffer.take(room))
+        return items
+
+    def _take_docs(self, limit: int) -> list[BulkItem]:
+        docs = self._docs
+        n = min(limit, len(docs))
+        taken = [docs.popleft() for _ in range(n)]
+        self.doc_accounting.queued -= n
+        self.doc_accounting.in_flight += n
+        return taken
+
+    def _encode(self, records: list[RequestRecord], yielding: bool = True) -> list[BulkItem]:
+        """Records -> bulk items, ENCODE_CHUNK at a time with a yield in between (the hot path is sacred)."""
+        items: list[BulkItem] = []
+        node, index = self.node, self.requests_index
+        for i, record in enumerate(records):
+            if yielding and i and i % ENCODE_CHUNK == 0:
+                gevent.sleep(0)
+            items.append(
+                BulkItem(
+                    "create",
+                    index,
+                    document_id(record.run_id, node, record.seq),
+                    dumps(request_document(record, node)),
+                    True,
+                    record.run_id,
+                )
+            )
+        return items
+
+    # ----- outcomes and accounting -----------------------------------------------------------------
+    def _settle(self, items: list[BulkItem], field: str) -> None:
+        n_req = sum(1 for i in items if i.is_request)
+        for acc, n in ((self.accounting, n_req), (self.doc_accounting, len(items) - n_req)):
+            if n:
+                acc.in_flight -= n
+                setattr(acc, field, getattr(acc, field) + n)
+
+    def _write_file(self, items: list[BulkItem]) -> None:
+        assert self.file_writer is not None
+        try:
+            self.file_writer.write(items)
+        except OSError as exc:
+            self._note_trouble(f"cannot write to {self.sink_dir}: {exc}", error=True)
+            self._settle(items, "dropped")
+            return
+        self._settle(items, "written")
+
+    def _park(self, items: list[BulkItem]) -> None:
+        """ES cannot take these now: spool them (or drop them, counted, under overflow=drop)."""
+        if not items:
+            return
+        if self.mode == "file":
+            self._write_file(items)
+            return
+        if self.settings.overflow == "drop":
+            self._settle(items, "dropped")
+            return
+        size = sum(len(i.source) + 64 for i in items)
+        if not self.spool.has_room(size):
+            self._note_trouble(
+                f"spool is full ({self.settings.spool_max_bytes // (1024 * 1024)} MiB); dropping records",
+                error=True,
+            )
+            self._settle(items, "dropped")
+            return
+        try:
+            self.spool.append(items)
+        except OSError as exc:
+            self._note_trouble(f"cannot write the spool in {self.spool.root}: {exc}", error=True)
+            self._settle(items, "dropped")
+            return
+        self._track_spooled(items)
+        self._settle(items, "spooled")
+
+    def _track_spooled(self, items: list[BulkItem]) -> None:
+        n_req = sum(1 for i in items if i.is_request)
+        path = self.spool._path
+        assert path is not None
+        final = path.with_suffix("")
+        old = self._segment_counts.get(final, (0, 0))
+        self._segment_counts[final] = (old[0] + n_req, old[1] + len(items) - n_req)
+
+    def _my_segments(self) -> list[Path]:
+        return [p for p in self._segment_counts if p.exists()]
+
+    # ----- Elasticsearch ---------------------------------------------------------------------------
+    def _connect(self) -> None:
+        assert self.es_config is not None
+        was = self.state
+        try:
+            if self.es is None:
+                self.es = make_client(self.es_config)
+            self.server_version = check_server(self.es)
+            if self._setup is not None:
+                self._setup(self.es)
+        except SinkTransportError as exc:
+            self._went_down(exc)
+            return
+        except ValueError as exc:  # a URL the client cannot parse
+            self._went_down(SinkTransportError("config", f"bad --es-url: {exc}"))
+            return
+        except Exception as exc:
+            self._went_down(classify(exc))
+            return
+        self.state = "up"
+        self._probe_delay = 1.0
+        if was in ("down", "broken"):
+            waiting = sum(c[0] + c[1] for p, c in self._segment_counts.items() if p.exists())
+            log.info(
+                "locust-sink: Elasticsearch at %s answers again; replaying %d spooled documents",
+                self.es_config.describe(),
+                waiting,
+            )
+        self._report_stale_spool()
+
+    def _went_down(self, exc: SinkTransportError) -> None:
+        config = exc.config_problem or exc.kind == "config"
+        new_state = "broken" if config else "down"
+        message = redact(str(exc), self._secrets)
+        if self.state != new_state or self.last_error != message:
+            where = "spooling to " + str(self.spool.root) if self.settings.overflow == "spool" else "dropping"
+            self._note_trouble(f"{message} ({where})", error=config)
+        self.state = new_state
+        self.last_error = message
+        delay = 60.0 if config else self._probe_delay
+        self._next_probe = time.monotonic() + delay * random.uniform(0.8, 1.2)
+        if not config:
+            self._probe_delay = min(self.settings.probe_interval_max, self._probe_delay * 2)
+
+    def _note_trouble(self, message: str, error: bool = False) -> None:
+        message = redact(message, self._secrets)
+        if message not in self.trouble:
+            self.trouble.append(message)
+            (log.error if error else log.warning)("locust-sink: %s", message)
+
+    def _report_stale_spool(self) -> None:
+        if self._stale_spool_reported:
+            return
+        self._stale_spool_reported = True
+        mine = set(self._segment_counts)
+        stale = [p for p in self.spool.segments() if p not in mine]
+        if stale:
+            log.warning(
+                "locust-sink: %d spool segment(s) from an earlier run are in %s; deliver them with "
+                "`locust-sink replay %s --es-url URL`",
+                len(stale),
+                self.spool.root,
+                self.spool.root,
+            )
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with full jitter, capped."""
+        return random.uniform(0, min(8.0, 0.25 * 2**attempt))
+
+    def _deliver(self, items: list[BulkItem]) -> None:
+        """Send items (split by bytes), retrying what is retryable; spool what cannot be delivered."""
+        start = 0
+        while start < len(items):
+            end, size = start, 0
+            while end < len(items) and (end == start or size + len(items[end].source) < MAX_BULK_BYTES):
+                size += len(items[end].source) + 100
+                end += 1
+            self._deliver_chunk(items[start:end])
+            start = end
+
+    def _deliver_chunk(self, items: list[BulkItem]) -> None:
+        pending = items
+        attempt = 0
+        started = time.monotonic()
+        try:
+            while pending:
+                if self.state != "up":
+                    self._park(pending)
+                    return
+                try:
+                    outcome = send_bulk(self.es, pending)
+                except SinkTransportError as exc:
+                    if exc.kind == "too_large" and len(pending) > 1:
+                        half = len(pending) // 2
+                        self._deliver_chunk(pending[:half])
+                        self._deliver_chunk(pending[half:])
+                        return
+                    if exc.retryable and self._may_retry(attempt, started):
+                        attempt += 1
+                        gevent.sleep(self._backoff(attempt))
+                        continue
+                    self._went_down(exc)
+                    self._park(pending)
+                    return
+                self._settle(outcome.indexed, "indexed")
+                if outcome.rejected:
+                    self._dead_letter(outcome.rejected)
+                pending = outcome.retry
+                if pending:
+                    if self._may_retry(attempt, started):
+                        attempt += 1
+                        gevent.sleep(self._backoff(attempt))
+                        continue
+                    statuses = ", ".join(f"{s}x{n}" for s, n in sorted(outcome.retry_statuses.items()))
+                    self._went_down(
+                        SinkTransportError("overloaded", f"Elasticsearch keeps refusing items ({statuses})")
+                    )
+                    self._park(pending)
+                    return
+        except BaseException:
+            # Killed (final deadline, second Ctrl-C) or crashed mid-request: the batch must not vanish.
+            if pending:
+                self._park(pending)
+            raise
+
+    def _may_retry(self, attempt: int, started: float) -> bool:
+        return (
+            attempt + 1 < self.settings.max_attempts
+            and time.monotonic() - started < self.settings.retry_timeout
+            and self.buffer.fill_ratio < self.settings.high_water
+        )
+
+    def _dead_letter(self, rejected: list[tuple[BulkItem, int, Any]]) -> None:
+        try:
+            self.dead_letters.write(rejected)
+        except OSError as exc:
+            self._note_trouble(f"cannot write dead letters: {exc}", error=True)
+        reasons: dict[str, int] = {}
+        for _item, _status, error in rejected:
+            reason = error.get("type") if isinstance(error, dict) else str(error)
+            reasons[reason] = reasons.get(reason, 0) + 1
+        for reason in reasons:
+            detail = next(
+                (e.get("reason") for _i, _s, e in rejected if isinstance(e, dict) and e.get("type") == reason), ""
+            )
+            self._note_trouble(
+                f"Elasticsearch rejected documents for good ({reason}: {detail}); kept in {self.dead_letters.root}",
+                error=True,
+            )
+        self._settle([item for item, _s, _e in rejected], "dead_lettered")
+
+    def _replay_one_segment(self) -> None:
+        """Deliver the oldest of this process's spool segments, then delete it (idempotent: create + ids)."""
+        segments = sorted(self._my_segments(), key=lambda p: p.stat().st_mtime)
+        if not segments:
+            return
+        path = segments[0]
+        n_req, n_doc = self._segment_counts[path]
+        indexed = dead = indexed_req = dead_req = 0
+        for batch in iter_batches(path, self.settings.batch_size):
+            gevent.sleep(0)
+            try:
+                outcome = send_bulk(self.es, batch)
+            except SinkTransportError as exc:
+                self._went_down(exc)
+                return
+            if outcome.retry:
+                self._went_down(SinkTransportError("overloaded", "Elasticsearch refuses items during replay"))
+                return
+            indexed += len(outcome.indexed)
+            indexed_req += sum(1 for i in outcome.indexed if i.is_request)
+            if outcome.rejected:
+                run_id = next(iter(self._segment_runs(path)), "")
+                self.dead_letters.write([(i._replace(run_id=run_id), s, e) for i, s, e in outcome.rejected])
+                dead += len(outcome.rejected)
+                dead_req += sum(1 for i, _s, _e in outcome.rejected if i.is_request)
+        self.spool.forget(path)
+        del self._segment_counts[path]
+        for acc, n_idx, n_dead in (
+            (self.accounting, indexed_req, dead_req),
+            (self.doc_accounting, indexed - indexed_req, dead - dead_req),
+        ):
+            acc.spooled -= n_idx + n_dead
+            acc.indexed += n_idx
+            acc.dead_lettered += n_dead
+        if indexed + dead != n_req + n_doc:
+            self._note_trouble(f"spool segment {path.name} held {indexed + dead} of {n_req + n_doc} documents")
+
+    def _segment_runs(self, path: Path) -> list[str]:
+        return [path.parent.name]

@@ -1,0 +1,292 @@
+"""Locust wiring: options, listeners, node role and run id. The only module that imports Locust.
+
+Listeners are registered inside `events.init` (listeners added at import time run before Locust's own and
+see empty payloads). The `request` listener is the hot path: it builds one tuple and appends it to a
+bounded deque; everything else happens in the flusher greenlet.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+import time
+from typing import Any
+
+from gevent.event import Event
+from locust import events as global_events
+from locust.env import Environment
+from locust.runners import MasterRunner, WorkerRunner
+from locust.stats import StatsError
+
+from .buffer import RecordBuffer
+from .flusher import Flusher
+from .options import SinkOptions, add_arguments, option_values
+from .records import RequestRecord
+
+log = logging.getLogger("locust_sink")
+
+
+def new_run_id() -> str:
+    """Sortable and unique enough: UTC start time plus 6 random hex digits."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+def node_role(environment: Environment) -> str:
+    runner = environment.runner
+    if isinstance(runner, MasterRunner):
+        return "master"
+    if isinstance(runner, WorkerRunner):
+        return "worker"
+    return "local"
+
+
+def node_id(environment: Environment) -> str:
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        return str(runner.client_id)
+    return node_role(environment)
+
+
+class LocustSink:
+    """One per Locust process: owns the buffer and the flusher, listens to Locust's events."""
+
+    def __init__(self, environment: Environment, overrides: dict[str, Any] | None = None) -> None:
+        self.environment = environment
+        self.overrides = dict(overrides or {})
+        self.options = SinkOptions.from_values(option_values(environment.parsed_options, self.overrides))
+        self.user_run_id = self.options.run_id
+        self.run_id = self.user_run_id or new_run_id()
+        self._wake = Event()
+        self.buffer = RecordBuffer(self.options.settings.queue_size, self.options.settings.batch_size, self._wake)
+        self.flusher: Flusher | None = None
+        self._seq = 0
+        self.sampled_out = 0
+        self._sample_rate = self.options.sample_rate
+        self._started_logged = False
+        self._closed = False
+        self.first_start = True
+
+    # ----- configuration ---------------------------------------------------------------------------
+    @property
+    def role(self) -> str:
+        return node_role(self.environment)
+
+    @property
+    def node(self) -> str:
+        return node_id(self.environment)
+
+    def _configure(self) -> None:
+        """(Re)read options at test start: on a worker they arrive from the master with the spawn message."""
+        if self.flusher is not None:
+            return
+        opts = SinkOptions.from_values(option_values(self.environment.parsed_options, self.overrides))
+        self.options = opts
+        self._sample_rate = opts.sample_rate
+        self.buffer.maxsize = opts.settings.queue_size
+        self.buffer.batch_size = opts.settings.batch_size
+        setup = None
+        if opts.es is not None and opts.setup_templates:
+            prefix, replicas = opts.index_prefix, opts.replicas
+
+            def setup(es: Any) -> None:
+                from . import schema
+
+                schema.install_templates(es, prefix=prefix, replicas=replicas)
+
+        self.flusher = Flusher(
+            self.buffer,
+            self._wake,
+            node=self.node,
+            index_prefix=opts.index_prefix,
+            sink_dir=opts.sink_dir,
+            settings=opts.settings,
+            es_config=opts.es,
+            setup=setup,
+        )
+        self.flusher.start()
+
+    def _choose_run_id(self) -> None:
+        parsed = self.environment.parsed_options
+        if self.role == "worker":
+            # The master put its run id into parsed_options, which arrive with the spawn message before
+            # test_start fires here, and before any user (so any request) starts on this worker.
+            master_run_id = getattr(parsed, "run_id", None) if parsed is not None else None
+            self.run_id = master_run_id or self.run_id
+            return
+        if self.first_start:
+            self.first_start = False
+        elif not self.user_run_id:
+            self.run_id = new_run_id()  # a new test from the web UI is a new run
+        if parsed is not None:
+            parsed.run_id = self.run_id  # sent to the workers with the spawn message
+
+    # ----- Locust listeners ------------------------------------------------------------------------
+    def on_request(
+        self,
+        request_type: str,
+        name: str,
+        response_time: float,
+        response_length: int,
+        response: Any = None,
+        context: Any = None,
+        exception: Any = None,
+        start_time: float | None = None,
+        url: str | None = None,
+        **_kwargs: Any,
+    ) -> None:
+        """The hot path: one tuple, one append. No formatting, no I/O."""
+        if exception is None:
+            if self._sample_rate < 1.0 and random.random() >= self._sample_rate:
+                self.sampled_out += 1
+                return
+            error = None
+        else:
+            error = StatsError.parse_error(exception)
+        self._seq += 1
+        self.buffer.put(
+            RequestRecord(
+                self._seq,
+                start_time if start_time is not None else time.time() - (response_time or 0) / 1000.0,
+                request_type,
+                name,
+                response_time,
+                response_length or 0,
+                getattr(response, "status_code", None),
+                error,
+                context or None,
+                url,
+                self.run_id,
+                self._sample_rate,
+            )
+        )
+
+    def on_test_start(self, environment: Environment, **_kwargs: Any) -> None:
+        self._choose_run_id()
+        self._configure()
+        if self.role == "master":
+            target = self.describe_target()
+            log.info("locust-sink: run %s: workers send requests to %s; master records stats", self.run_id, target)
+        else:
+            log.info("locust-sink: run %s: recording requests to %s", self.run_id, self.describe_target())
+
+    def on_test_stop(self, environment: Environment, **_kwargs: Any) -> None:
+        if self.flusher is not None:
+            self.flusher.wake()  # deliver now, but never block Locust's stop sequence
+
+    def on_quitting(self, environment: Environment, **_kwargs: Any) -> None:
+        self.close()
+
+    def describe_target(self) -> str:
+        if self.options.es is not None:
+            return f"Elasticsearch {self.options.es.describe()} (indices {self.options.index_prefix}-*)"
+        return f"NDJSON files under {self.options.sink_dir}/{self.run_id}/ (no --es-url given)"
+
+    # ----- end of run ------------------------------------------------------------------------------
+    def close(self, timeout: float | None = None) -> bool:
+        """Final flush with a deadline; logs where every record went. Safe to call twice."""
+        if self._closed:
+            return True
+        self._closed = True
+        if self.flusher is None:
+            if self.buffer.accounting.emitted == 0:
+                return True
+            self._configure()
+        assert self.flusher is not None
+        started = time.monotonic()
+        try:
+            done = self.flusher.close(timeout)
+        finally:
+            self._log_summary(time.monotonic() - started)
+        return done
+
+    def _log_summary(self, took: float) -> None:
+        assert self.flusher is not None
+        acc = self.buffer.accounting
+        where = self.describe_target()
+        sampled = f", {self.sampled_out} sampled out" if self.sampled_out else ""
+        log.info(
+            "locust-sink: run %s: %d request records -> %s: %s%s; final flush took %.2f s",
+            self.run_id,
+            acc.emitted,
+            where,
+            acc.summary(),
+            sampled,
+            took,
+        )
+        if self.flusher.mode == "file" and self.flusher.file_writer and self.flusher.file_writer.paths:
+            folder = self.flusher.file_writer.paths.get(self.run_id)
+            if folder is not None:
+                log.info(
+                    "locust-sink: records are in %s; load them with `locust-sink load %s --es-url URL`",
+                    folder,
+                    folder.parent,
+                )
+        spooled = acc.spooled + self.flusher.doc_accounting.spooled
+        if spooled:
+            auth = (
+                " --es-username USER (password from LOCUST_ES_PASSWORD)"
+                if self.options.es and (self.options.es.username or self.options.es.password)
+                else ""
+            )
+            url = self.options.es.describe() if self.options.es else "URL"
+            log.warning(
+                "locust-sink: %d documents could not be delivered and wait in the spool %s; deliver them "
+                "with `locust-sink replay %s --es-url %s%s`",
+                spooled,
+                self.flusher.spool.root,
+                self.flusher.spool.root,
+                url,
+                auth,
+            )
+
+
+def register_listeners(sink: LocustSink) -> None:
+    events = sink.environment.events
+    events.request.add_listener(sink.on_request)
+    events.test_start.add_listener(sink.on_test_start)
+    events.test_stop.add_listener(sink.on_test_stop)
+    events.quitting.add_listener(sink.on_quitting)
+
+
+def _on_init(environment: Environment, **_kwargs: Any) -> None:
+    if getattr(environment, "locust_sink", None) is not None:
+        return
+    try:
+        sink = LocustSink(environment)
+    except (ValueError, TypeError) as exc:
+        # Bad options must not stop the load test: one clear error, no sink.
+        log.error("locust-sink: disabled, bad option: %s", exc)
+        return
+    environment.locust_sink = sink  # type: ignore[attr-defined]
+    register_listeners(sink)
+
+
+_registered = False
+
+
+def register(events: Any = global_events) -> None:
+    """Hook into Locust's global events (called by `import locust_sink` in a locustfile)."""
+    global _registered
+    if _registered:
+        return
+    _registered = True
+    events.init_command_line_parser.add_listener(add_arguments)
+    events.init.add_listener(_on_init)
+
+
+def attach(environment: Environment, **options: Any) -> LocustSink:
+    """Programmatic API for a hand-built Environment: `sink = attach(env, es_url="http://...")`.
+
+    Call it before starting the runner; call `sink.close()` at the end (or fire `quitting`).
+    """
+    existing = getattr(environment, "locust_sink", None)
+    if existing is not None:
+        return existing
+    sink = LocustSink(environment, options)
+    environment.locust_sink = sink  # type: ignore[attr-defined]
+    register_listeners(sink)
+    return sink
+
+
+__all__ = ["LocustSink", "attach", "register"]

@@ -1,0 +1,114 @@
+"""Record shapes: what the hot path builds, and how the background turns it into documents.
+
+The `request` listener runs on every request of the load test, so it builds a plain tuple (no dict,
+no formatting, no copying of large objects) and leaves everything else to the background greenlet.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import orjson
+
+
+class RequestRecord(NamedTuple):
+    """One request, as captured on the hot path (cheap to build: a tuple of references)."""
+
+    seq: int
+    start_time: float  # epoch seconds, request start
+    request_type: str
+    name: str
+    response_time: float  # ms
+    response_length: int
+    status_code: int | None
+    exception: str | None  # already a string: exceptions pin tracebacks and responses in memory
+    context: Mapping[str, Any] | None
+    url: str | None
+    run_id: str
+    sample_rate: float
+
+
+_second_cache: list[Any] = [None, ""]
+
+
+def iso_timestamp(epoch: float) -> str:
+    """ISO-8601 UTC with millisecond precision; caches the per-second prefix (records arrive in order)."""
+    whole = int(epoch)
+    millis = int((epoch - whole) * 1000)
+    if _second_cache[0] != whole:
+        _second_cache[0] = whole
+        _second_cache[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+    return f"{_second_cache[1]}.{millis:03d}Z"
+
+
+def _default(value: Any) -> Any:
+    """orjson fallback: anything JSON cannot carry becomes a string instead of an error."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, (set, frozenset)):
+        return sorted(map(str, value))
+    return str(value)
+
+
+_OPTS = orjson.OPT_NON_STR_KEYS
+
+
+def dumps(doc: Mapping[str, Any]) -> bytes:
+    """Serialise one document; never raises for odd values (they are stringified)."""
+    try:
+        return orjson.dumps(doc, default=_default, option=_OPTS)
+    except (TypeError, orjson.JSONEncodeError):
+        # e.g. integers past 64 bits or recursive structures: fall back to a fully stringified copy.
+        return orjson.dumps(_stringify(doc), option=_OPTS)
+
+
+def _stringify(value: Any, depth: int = 0) -> Any:
+    if depth > 20:
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _stringify(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_stringify(v, depth + 1) for v in value]
+    if value is None or isinstance(value, (bool, float, str)):
+        return value
+    if isinstance(value, int) and -(2**63) <= value < 2**64:
+        return value
+    return _default(value)
+
+
+def request_document(record: RequestRecord, node: str) -> dict[str, Any]:
+    """The `<prefix>-requests` document for one record (see docs/DESIGN.md)."""
+    doc: dict[str, Any] = {
+        "@timestamp": iso_timestamp(record.start_time),
+        "run_id": record.run_id,
+        "node": node,
+        "request_type": record.request_type,
+        "name": record.name,
+        "url": record.url,
+        "response_time": record.response_time,
+        "response_length": record.response_length,
+        "success": record.exception is None,
+    }
+    if record.status_code is not None:
+        doc["status_code"] = record.status_code
+    if record.exception is not None:
+        doc["exception"] = record.exception
+    if record.context:
+        doc["context"] = record.context
+    if record.sample_rate < 1.0:
+        doc["sample_rate"] = record.sample_rate
+    return doc
+
+
+def document_id(run_id: str, node: str, seq: int) -> str:
+    """Deterministic id: a retry or replay of the same record can never create a second document."""
+    return f"{run_id}:{node}:{seq}"
+
+
+def bulk_action(index: str, doc_id: str | None) -> bytes:
+    """The `create` action line; `create` turns a duplicate into a harmless 409."""
+    if doc_id is None:
+        return orjson.dumps({"create": {"_index": index}})
+    return orjson.dumps({"create": {"_index": index, "_id": doc_id}})

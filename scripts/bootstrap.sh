@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs everything the test suite, the demo and the benchmark need, idempotently:
+# Debian packages, the Python package with its test extras, the SUT's own virtualenv
+# (httpbin pins greenlet<3, which breaks gevent/Locust) and a real Elasticsearch.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+
+PYTHON=${PYTHON:-python3}
+SUT_VENV=${LOCUST_SINK_SUT_VENV:-$here/.venv-sut}
+
+need_debs=()
+for pair in nginx:nginx docker-compose:docker-compose unzip:unzip runuser:util-linux java:openjdk-17-jre-headless mvn:maven; do
+  cmd=${pair%%:*}; deb=${pair#*:}
+  command -v "$cmd" >/dev/null 2>&1 || need_debs+=("$deb")
+done
+if [ ${#need_debs[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "bootstrap: installing Debian packages: ${need_debs[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_debs[@]}" >/dev/null
+  else
+    echo "bootstrap: please install Debian packages: ${need_debs[*]}" >&2
+  fi
+fi
+
+# The package itself, editable, with test extras.
+if ! "$PYTHON" -c "import locust_sink, pytest, elasticsearch, locust, ruff" >/dev/null 2>&1 \
+   || [ pyproject.toml -nt "$here/.bootstrap-stamp" ]; then
+  "$PYTHON" -m pip install -q --disable-pip-version-check -e ".[test]"
+  touch "$here/.bootstrap-stamp"
+fi
+
+# The system under test lives in its own virtualenv.
+if [ ! -x "$SUT_VENV/bin/gunicorn" ] || ! "$SUT_VENV/bin/python" -c "import httpbin" >/dev/null 2>&1; then
+  "$PYTHON" -m venv "$SUT_VENV"
+  "$SUT_VENV/bin/pip" install -q --disable-pip-version-check "httpbin==0.10.2" "gunicorn>=21" "gevent"
+fi
+
+# A real Elasticsearch (downloaded through Maven, cached in ~/.m2).
+bash "$here/scripts/es-local.sh" install
