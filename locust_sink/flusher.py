@@ -301,8 +301,7 @@ class Flusher:
             if self.es is None:
                 self.es = make_client(self.es_config)
             self.server_version = check_server(self.es)
-            if self._setup is not None:
-                self._setup(self.es)
+            self._run_setup()
         except SinkTransportError as exc:
             self._went_down(exc)
             return
@@ -322,6 +321,22 @@ class Flusher:
                 waiting,
             )
         self._report_stale_spool()
+
+    def _run_setup(self) -> None:
+        """Install templates once. A transport failure means ES is not usable yet (retry on the next probe);
+        any other failure (e.g. a template ES refuses) is reported once and indexing goes on without it."""
+        if self._setup is None:
+            return
+        try:
+            self._setup(self.es)
+        except SinkTransportError:
+            raise
+        except Exception as exc:
+            transport_failure = classify(exc)
+            if transport_failure.retryable or transport_failure.config_problem:
+                raise transport_failure from exc
+            self._note_trouble(f"index template setup failed, indexing without it: {exc}", error=True)
+        self._setup = None
 
     def _went_down(self, exc: SinkTransportError) -> None:
         config = exc.config_problem or exc.kind == "config"

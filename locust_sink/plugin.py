@@ -25,6 +25,8 @@ from .options import SinkOptions, add_arguments, option_values
 from .records import RequestRecord
 
 log = logging.getLogger("locust_sink")
+# The client logs every request at INFO: thousands of lines per run that say nothing the sink does not.
+logging.getLogger("elastic_transport").setLevel(logging.WARNING)
 
 
 def new_run_id() -> str:

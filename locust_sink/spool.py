@@ -7,6 +7,7 @@ without duplicates; it is deleted only when every item in it is indexed or dead-
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -213,6 +214,7 @@ def deliver_files(
                 break  # no point trying the next files
         elif delete_delivered:
             path.unlink()
+            _remove_empty_parent(path.parent)
         done_bytes += size
         if progress:
             progress(done_bytes, total_bytes)
@@ -227,3 +229,8 @@ def _run_id_of(item: BulkItem) -> str:
         return str(orjson.loads(item.source).get("run_id") or "unknown")
     except orjson.JSONDecodeError:
         return "unknown"
+
+
+def _remove_empty_parent(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        folder.rmdir()  # only succeeds when empty: a replayed run's folder disappears with its last segment

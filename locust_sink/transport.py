@@ -131,6 +131,10 @@ def make_client(config: EsConfig) -> Elasticsearch:
     """An `Elasticsearch` client that does no retries of its own: the sink decides (and counts) them."""
     if not config.urls:
         raise ValueError("no Elasticsearch URL given")
+    for url in config.urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{redact_url(url)!r} is not an http(s)://host:port URL")
     kwargs: dict[str, Any] = {
         "request_timeout": config.request_timeout,
         "max_retries": 0,
@@ -183,7 +187,7 @@ def classify(exc: BaseException) -> SinkTransportError:
         if status in RETRYABLE_STATUS:
             return SinkTransportError("overloaded", f"Elasticsearch answered {status} ({err_type})", status)
         return SinkTransportError("bad_request", f"Elasticsearch answered {status}: {_short(exc)}", status)
-    return SinkTransportError("unreachable", f"unexpected transport failure: {type(exc).__name__}: {exc}")
+    return SinkTransportError("internal", f"unexpected failure: {type(exc).__name__}: {exc}")
 
 
 def version_mismatch_message(server_version: str | None = None) -> str:

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# A short headless demo: Locust runs examples/locustfile.py for 15 s against a local httpbin and
+# locust-sink records every request -- into NDJSON files under ./locust-results (the embedded default),
+# or into Elasticsearch when LOCUST_ES_URL is set.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+bash "$here/scripts/bootstrap.sh" >/dev/null
+sut_venv=${LOCUST_SINK_SUT_VENV:-$here/.venv-sut}
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$sut_venv/bin/gunicorn" -b "127.0.0.1:$port" -w 2 -k gevent --log-level warning httpbin:app &
+sut=$!
+trap 'kill $sut 2>/dev/null || true' EXIT
+for _ in $(seq 50); do curl -fs "http://127.0.0.1:$port/status/200" >/dev/null && break; sleep 0.2; done
+cd "$here"
+python3 -m locust -f examples/locustfile.py --headless -u 10 -r 10 -t "${DEMO_RUN_TIME:-15s}" \
+  --host "http://127.0.0.1:$port" --only-summary --exit-code-on-error 0 "$@"

@@ -1,0 +1,132 @@
+"""Issue 3 end to end: a real `locust --headless` against a real httpbin, the sink pointed at a real ES
+(and, separately, at files), and what landed compared with Locust's own final stats (--json-file)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from e2e_util import assert_matches, es_landed, file_landed, locust_truth
+from helpers import es_client
+
+LOCUSTFILE = Path(__file__).parent / "locustfiles" / "e2e.py"
+
+
+def run_locust(tmp: Path, host: str, *extra: str, env: dict[str, str] | None = None, run_time: str = "6s"):
+    out = tmp / "stats"
+    cmd = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "-u",
+        "8",
+        "-r",
+        "8",
+        "-t",
+        run_time,
+        "--host",
+        host,
+        "--json-file",
+        str(out),
+        "--exit-code-on-error",
+        "0",
+        "--sink-dir",
+        str(tmp / "results"),
+        *extra,
+    ]
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
+    full_env.update(env or {})
+    proc = subprocess.run(cmd, cwd=tmp, env=full_env, capture_output=True, text=True, timeout=120)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
+    return Path(str(out) + ".json"), log
+
+
+def run_id_from(log: str) -> str:
+    match = re.search(r"locust-sink: run (\S+): recording requests", log)
+    assert match, log[-2000:]
+    return match.group(1)
+
+
+def test_every_request_lands_in_elasticsearch(tmp_path, es_url, httpbin_url):
+    prefix = f"t3-{uuid.uuid4().hex[:8]}"
+    stats_json, log = run_locust(tmp_path, httpbin_url, "--es-url", es_url, "--es-index-prefix", prefix)
+    run_id = run_id_from(log)
+    truth = locust_truth(stats_json)
+    assert sum(truth["counts"].values()) > 200, "the run made too few requests to prove anything"
+    assert any(not k[2] for k in truth["counts"]), "expected failures in the run"
+    es = es_client(es_url)
+    landed = es_landed(es, f"{prefix}-requests", run_id)
+    assert_matches(truth, landed)
+    # one start line and one end line, with counts, no secrets, balanced accounting
+    assert re.search(r"-> Elasticsearch .*emitted=\d+ indexed=\d+ \(balanced\); final flush took", log), log[-2000:]
+    # documents carry the fields the contract promises
+    hit = es.search(index=f"{prefix}-requests", size=1, query={"term": {"success": False}})["hits"]["hits"][0]
+    doc = hit["_source"]
+    for field in (
+        "@timestamp",
+        "run_id",
+        "node",
+        "request_type",
+        "name",
+        "url",
+        "response_time",
+        "response_length",
+        "success",
+        "exception",
+    ):
+        assert field in doc, field
+    assert doc["node"] == "local" and hit["_id"].startswith(f"{run_id}:local:")
+    ctx = es.search(index=f"{prefix}-requests", size=1, query={"term": {"name": "/status/200"}})["hits"]["hits"]
+    assert ctx[0]["_source"]["context"]["obj"] == "weird-object"
+
+
+def test_file_mode_then_load(tmp_path, es_url, httpbin_url):
+    stats_json, log = run_locust(tmp_path, httpbin_url)
+    run_id = run_id_from(log)
+    truth = locust_truth(stats_json)
+    run_dir = tmp_path / "results" / run_id
+    files = sorted(run_dir.glob("*.ndjson"))
+    assert files, f"no NDJSON files in {run_dir}"
+    landed, run_ids, duplicates = file_landed(files)
+    assert run_ids == {run_id} and duplicates == 0
+    assert_matches(truth, landed)
+    assert "locust-sink load" in log  # the end of the run says how to load the files
+
+    # load them into ES with the CLI, twice: the second load must not duplicate anything
+    prefix = "locust"  # file mode writes the default prefix's index names
+    env = {**os.environ}
+    for attempt in range(2):
+        proc = subprocess.run(
+            [sys.executable, "-m", "locust_sink.cli", "load", str(run_dir), "--es-url", es_url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert re.search(rf"loaded {sum(truth['counts'].values())} documents", proc.stdout), (attempt, proc.stdout)
+    es = es_client(es_url)
+    assert_matches(truth, es_landed(es, f"{prefix}-requests", run_id))
+
+
+@pytest.mark.parametrize("value", ["ftp://127.0.0.1:9200", "http://127.0.0.1:1"])
+def test_bad_url_gives_one_clear_error_and_the_test_runs(tmp_path, httpbin_url, value):
+    stats_json, log = run_locust(tmp_path, httpbin_url, "--es-url", value, run_time="3s")
+    truth = locust_truth(stats_json)
+    assert sum(truth["counts"].values()) > 0
+    lines = [line for line in log.splitlines() if "locust-sink:" in line and ("ERROR" in line or "WARNING" in line)]
+    problem = [line for line in lines if "unreachable" in line or "bad --es-url" in line]
+    assert len(problem) == 1, lines
+    # nothing lost: everything went to the spool, and the end says how to replay it
+    assert re.search(r"emitted=(\d+) spooled=\1 \(balanced\)", log), log[-2000:]
+    assert "locust-sink replay" in log

@@ -1,0 +1,164 @@
+"""Pure logic: record shapes, buffer bounds and accounting, options, redaction. No server needed."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import subprocess
+import sys
+
+import orjson
+import pytest
+
+from locust_sink.buffer import RecordBuffer
+from locust_sink.options import SinkOptions, option_values, parse_tags, str2bool
+from locust_sink.records import RequestRecord, dumps, iso_timestamp, request_document
+from locust_sink.transport import EsConfig, redact, redact_url, split_urls
+
+
+class Wake:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def set(self) -> None:
+        self.count += 1
+
+
+def record(seq: int = 1, **kw) -> RequestRecord:
+    base = dict(
+        seq=seq,
+        start_time=1700000000.123456,
+        request_type="GET",
+        name="/x",
+        response_time=12.5,
+        response_length=10,
+        status_code=200,
+        exception=None,
+        context=None,
+        url="http://h/x",
+        run_id="r1",
+        sample_rate=1.0,
+    )
+    base.update(kw)
+    return RequestRecord(**base)
+
+
+def test_iso_timestamp_is_utc_with_milliseconds():
+    for epoch in (1700000000.123456, 1700000000.999, 0.0, 1700000001.0005):
+        text = iso_timestamp(epoch)
+        parsed = dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc)
+        assert abs(parsed.timestamp() - epoch) < 0.001, (epoch, text)
+    assert iso_timestamp(1700000000.123456) == "2023-11-14T22:13:20.123Z"
+
+
+def test_request_document_shape_success_and_failure():
+    ok = request_document(record(), "local")
+    assert ok == {
+        "@timestamp": "2023-11-14T22:13:20.123Z",
+        "run_id": "r1",
+        "node": "local",
+        "request_type": "GET",
+        "name": "/x",
+        "url": "http://h/x",
+        "response_time": 12.5,
+        "response_length": 10,
+        "success": True,
+        "status_code": 200,
+    }
+    failed = request_document(record(exception="HTTPError('500')", status_code=500, context={"a": 1}), "w1")
+    assert failed["success"] is False and failed["exception"] == "HTTPError('500')"
+    assert failed["context"] == {"a": 1} and failed["node"] == "w1"
+    no_response = request_document(record(status_code=None), "local")
+    assert "status_code" not in no_response
+    sampled = request_document(record(sample_rate=0.25), "local")
+    assert sampled["sample_rate"] == 0.25
+
+
+def test_values_json_cannot_carry_become_strings():
+    class Custom:
+        def __str__(self) -> str:
+            return "custom!"
+
+    doc = {
+        "context": {
+            "b": b"\xffbytes",
+            "e": ValueError("boom"),
+            "c": Custom(),
+            "s": {2, 1},
+            5: "int key",
+            "big": 2**70,
+            "nested": {"t": (1, Custom())},
+        }
+    }
+    out = orjson.loads(dumps(doc))
+    ctx = out["context"]
+    assert ctx["b"].endswith("bytes") and ctx["e"] == "boom" and ctx["c"] == "custom!"
+    assert ctx["s"] == ["1", "2"] and ctx["5"] == "int key"
+    assert ctx["big"] == str(2**70) and ctx["nested"]["t"] == [1, "custom!"]
+
+
+def test_buffer_is_bounded_and_accounts_every_record():
+    wake = Wake()
+    buf = RecordBuffer(maxsize=5, batch_size=3, wake=wake)
+    results = [buf.put(i) for i in range(8)]
+    assert results == [True] * 5 + [False] * 3
+    acc = buf.accounting
+    assert len(buf) == 5 and acc.emitted == 8 and acc.queued == 5 and acc.dropped == 3 and acc.overflowed == 3
+    assert wake.count == 1  # woken once, when a full batch was waiting
+    batch = buf.take(3)
+    assert batch == [0, 1, 2] and acc.in_flight == 3 and acc.queued == 2
+    assert acc.balanced()
+    acc.in_flight -= 3
+    acc.indexed += 3
+    assert acc.balanced() and "indexed=3" in acc.summary()
+
+
+def test_options_defaults_tags_and_validation():
+    opts = SinkOptions.from_values(option_values(None))
+    assert opts.es is None and opts.index_prefix == "locust" and opts.sink_dir == "locust-results"
+    assert opts.settings.batch_size == 500 and opts.sample_rate == 1.0
+    opts = SinkOptions.from_values(
+        option_values(None, {"es_url": "http://a:9200,http://b:9200", "run_tag": ["x=1", "y=2"]})
+    )
+    assert opts.es is not None and opts.es.urls == ["http://a:9200", "http://b:9200"]
+    assert opts.tags == {"x": "1", "y": "2"}
+    assert parse_tags("a=1,b=2") == {"a": "1", "b": "2"}
+    with pytest.raises(ValueError):
+        parse_tags(["novalue"])
+    with pytest.raises(TypeError):
+        option_values(None, {"not_an_option": 1})
+    assert str2bool("false") is False and str2bool("ON") is True
+    with pytest.raises(argparse.ArgumentTypeError):
+        SinkOptions.from_values(option_values(None, {"sink_sample_rate": 0}))
+
+
+def test_secrets_are_redacted():
+    assert redact_url("http://user:pw@host:9200/x") == "http://host:9200/x"
+    assert redact("failed http://u:secret@h:1 with key K3Y", ["K3Y"]) == "failed http://***@h:1 with key ***"
+    cfg = EsConfig(urls=split_urls(["http://u:urlpw@h:9200"]), password="pw1", api_key="key1")
+    assert set(cfg.secrets()) == {"pw1", "key1", "urlpw"}
+    assert "urlpw" not in cfg.describe()
+
+
+def test_locust_parser_gets_options_once_and_hides_secrets():
+    import locust.argument_parser as ap
+
+    from locust_sink.options import add_arguments
+
+    parser = ap.get_empty_argument_parser()
+    ap.setup_parser_arguments(parser)
+    add_arguments(parser)
+    add_arguments(parser)  # web-UI page loads fire the hook again: must not raise
+    opts = parser.parse_args(
+        ["--es-url", "http://127.0.0.1:9200", "--run-tag", "a=1", "--run-tag", "b=2", "--es-verify-certs", "false"]
+    )
+    assert opts.es_url == "http://127.0.0.1:9200" and opts.run_tag == ["a=1", "b=2"]
+    assert opts.es_verify_certs is False
+    web = parser.args_included_in_web_ui
+    assert "es_url" in web and "es_password" not in web and "es_api_key" not in web
+
+
+def test_cli_import_path_does_not_import_locust():
+    code = "import sys, locust_sink.cli; print('locust' in sys.modules, 'gevent.monkey' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
