@@ -1,0 +1,310 @@
+"""Issue 4: nothing is lost when Elasticsearch is down, killed, slow, rejecting or misconfigured.
+
+Every scenario runs a real Locust process against a real httpbin and a real Elasticsearch that the test
+starts, kills and restarts (or a fault-injecting proxy in front of one), and asserts at the end:
+documents in ES (after replay where needed) + dead-lettered == requests Locust counted, with no duplicates,
+dropped == 0, and a bounded peak RSS.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+import pytest
+from e2e_util import locust_truth
+from helpers import es_client, free_port
+
+pytestmark = pytest.mark.slow
+
+HERE = Path(__file__).parent
+FAULTS = HERE / "locustfiles" / "faults.py"
+HOTLOOP = HERE / "locustfiles" / "hotloop.py"
+PEAK_RSS_LIMIT_KB = 400 * 1024
+
+
+class LocustRun:
+    """A real `locust --headless` process in the background, so the test can break ES meanwhile."""
+
+    def __init__(
+        self,
+        tmp: Path,
+        locustfile: Path,
+        host: str,
+        args: list[str],
+        env: dict | None = None,
+        run_time: str = "20s",
+        users: int = 5,
+    ) -> None:
+        self.tmp = tmp
+        self.stats = tmp / "stats"
+        self.log_path = tmp / f"locust-{uuid.uuid4().hex[:6]}.log"
+        cmd = [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(locustfile),
+            "--headless",
+            "-u",
+            str(users),
+            "-r",
+            str(users),
+            "-t",
+            run_time,
+            "--host",
+            host,
+            "--json-file",
+            str(self.stats),
+            "--exit-code-on-error",
+            "0",
+            "--sink-dir",
+            str(tmp / "results"),
+            *args,
+        ]
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
+        full_env.update(env or {})
+        self.handle = self.log_path.open("w")
+        self.proc = subprocess.Popen(cmd, cwd=tmp, env=full_env, stdout=self.handle, stderr=subprocess.STDOUT)
+
+    def wait(self, timeout: float = 180) -> str:
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+        finally:
+            self.handle.close()
+        log = self.log_path.read_text()
+        assert self.proc.returncode == 0, log[-4000:]
+        assert "Traceback" not in log, log[-4000:]
+        return log
+
+    def truth_total(self) -> int:
+        return sum(locust_truth(Path(str(self.stats) + ".json"))["counts"].values())
+
+
+def accounting(log: str) -> dict[str, int]:
+    match = re.search(r"request records -> .*?: (emitted=.*?) \((balanced|UNBALANCED)\)", log)
+    assert match, log[-3000:]
+    assert match.group(2) == "balanced", match.group(0)
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match.group(1))}
+
+
+def peak_rss_kb(log: str) -> int:
+    match = re.search(r"FAULTS-PEAK-RSS-KB=(\d+)", log)
+    assert match, log[-2000:]
+    return int(match.group(1))
+
+
+def run_id_of(log: str) -> str:
+    match = re.search(r"locust-sink: run (\S+): recording", log)
+    assert match, log[-2000:]
+    return match.group(1)
+
+
+def docs_in_es(url: str, prefix: str, run_id: str) -> int:
+    es = es_client(url)
+    es.indices.refresh(index=f"{prefix}-requests")
+    return es.count(index=f"{prefix}-requests", query={"term": {"run_id": run_id}})["count"]
+
+
+def replay(spool: Path, url: str, extra_env: dict | None = None) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
+    env.update(extra_env or {})
+    proc = subprocess.run(
+        [sys.executable, "-m", "locust_sink.cli", "replay", str(spool), "--es-url", url],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def assert_nothing_lost(run: LocustRun, log: str, url: str, prefix: str, dead: int = 0) -> int:
+    acc = accounting(log)
+    total = run.truth_total()
+    assert acc["emitted"] == total, (acc, total)
+    assert acc.get("dropped", 0) == 0
+    in_es = docs_in_es(url, prefix, run_id_of(log))
+    # ids are deterministic and written with `create`: a duplicate would make the count exceed Locust's
+    assert in_es + dead == total, (in_es, dead, total, acc)
+    assert peak_rss_kb(log) < PEAK_RSS_LIMIT_KB
+    return total
+
+
+def test_es_down_at_start_then_started(tmp_path, es_server_factory, httpbin_url):
+    server = es_server_factory("late")  # not started yet
+    prefix = f"t4a-{uuid.uuid4().hex[:6]}"
+    run = LocustRun(
+        tmp_path, FAULTS, httpbin_url, ["--es-url", server.url, "--es-index-prefix", prefix], run_time="45s"
+    )
+    time.sleep(10)
+    server.start()
+    log = run.wait()
+    assert log.count("Elasticsearch unreachable") == 1, "one clear warning, not one per batch"
+    assert "answers again" in log
+    acc = accounting(log)
+    assert acc.get("spooled", 0) == 0, "ES came back during the run: the spool must have been drained"
+    assert_nothing_lost(run, log, server.url, prefix)
+
+
+def test_es_killed_mid_run_and_restarted(tmp_path, es_server_factory, httpbin_url):
+    server = es_server_factory("crash")
+    server.start()
+    prefix = f"t4b-{uuid.uuid4().hex[:6]}"
+    run = LocustRun(
+        tmp_path, FAULTS, httpbin_url, ["--es-url", server.url, "--es-index-prefix", prefix], run_time="60s"
+    )
+    time.sleep(8)
+    server.kill()  # SIGKILL
+    time.sleep(15)
+    server.start()
+    log = run.wait()
+    assert "answers again" in log
+    assert accounting(log).get("spooled", 0) == 0
+    assert_nothing_lost(run, log, server.url, prefix)
+
+
+def test_es_never_comes_back_then_replay(tmp_path, es_server_factory, httpbin_url):
+    server = es_server_factory("never")
+    prefix = f"t4c-{uuid.uuid4().hex[:6]}"
+    run = LocustRun(
+        tmp_path,
+        FAULTS,
+        httpbin_url,
+        ["--es-url", server.url, "--es-index-prefix", prefix],
+        run_time="8s",
+        env={"LOCUST_SINK_FLUSH_TIMEOUT": "3"},
+    )
+    log = run.wait()
+    acc = accounting(log)
+    assert acc["spooled"] == acc["emitted"] == run.truth_total()
+    command = re.search(r"`(locust-sink replay [^`]+)`", log)
+    assert command, log[-2000:]
+    spool = tmp_path / "results" / "spool"
+    assert spool.is_dir()
+    server.start()
+    out = replay(spool, server.url)
+    assert f"replayed {acc['emitted']} documents" in out, out
+    assert not list(spool.rglob("*.ndjson")), "delivered segments are removed"
+    assert docs_in_es(server.url, prefix, run_id_of(log)) == run.truth_total()
+    # a second replay finds nothing and changes nothing
+    replay(spool, server.url)
+    assert docs_in_es(server.url, prefix, run_id_of(log)) == run.truth_total()
+
+
+def start_proxy(upstream: str, *args: str) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "faultproxy.py"), "--upstream", upstream, "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith("LISTENING"), line
+    return proc, f"http://127.0.0.1:{line.split()[1]}"
+
+
+def proxy_stats(url: str) -> dict:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/_faultproxy/stats", timeout=5) as resp:
+        return orjson.loads(resp.read())
+
+
+def test_es_slow_and_rejecting_through_fault_proxy(tmp_path, es_url, httpbin_url):
+    proxy, url = start_proxy(es_url, "--reject", "0.3", "--delay-share", "0.2", "--delay", "2", "--item-429", "0.1")
+    try:
+        prefix = f"t4d-{uuid.uuid4().hex[:6]}"
+        run = LocustRun(
+            tmp_path,
+            FAULTS,
+            httpbin_url,
+            ["--es-url", url, "--es-index-prefix", prefix, "--sink-batch-size", "200"],
+            run_time="20s",
+        )
+        log = run.wait()
+        counters = proxy_stats(url)["counters"]
+    finally:
+        proxy.terminate()
+        proxy.wait(10)
+    assert counters.get("rejected_429", 0) > 0 and counters.get("rejected_503", 0) > 0, counters
+    assert counters.get("delayed", 0) > 0 and counters.get("items_429", 0) > 0, counters
+    acc = accounting(log)
+    assert acc.get("spooled", 0) == 0 and acc.get("dead_lettered", 0) == 0, acc
+    assert_nothing_lost(run, log, es_url, prefix)
+
+
+def test_mapping_conflict_dead_letters_with_reason(tmp_path, es_url, httpbin_url):
+    prefix = f"t4e-{uuid.uuid4().hex[:6]}"
+    es = es_client(es_url)
+    # an existing index whose mapping clashes with some records: context.user_id is a number there
+    es.indices.create(
+        index=f"{prefix}-requests",
+        mappings={
+            "properties": {"run_id": {"type": "keyword"}, "context": {"properties": {"user_id": {"type": "long"}}}}
+        },
+    )
+    run = LocustRun(
+        tmp_path,
+        FAULTS,
+        httpbin_url,
+        ["--es-url", es_url, "--es-index-prefix", prefix, "--es-setup", "false"],
+        env={"FAULT_BAD_CONTEXT_EVERY": "7"},
+        run_time="8s",
+    )
+    log = run.wait()
+    acc = accounting(log)
+    assert acc["dead_lettered"] > 0
+    assert_nothing_lost(run, log, es_url, prefix, dead=acc["dead_lettered"])
+    letters = [
+        orjson.loads(line)
+        for p in (tmp_path / "results" / "dead-letter").rglob("*.ndjson")
+        for line in p.read_bytes().splitlines()
+    ]
+    assert len(letters) == acc["dead_lettered"]
+    assert all(
+        letter["status"] == 400
+        and letter["error"]["type"] == "document_parsing_exception"
+        or "pars" in letter["error"]["type"]
+        for letter in letters
+    ), letters[0]
+    assert all(str(letter["source"]["context"]["user_id"]).startswith("not-a-number") for letter in letters)
+    assert len([line for line in log.splitlines() if "rejected documents for good" in line]) == 1
+
+
+def test_long_run_with_es_down_stays_bounded(tmp_path, httpbin_url, es_url):
+    dead_url = f"http://127.0.0.1:{free_port()}"
+    prefix = f"t4f-{uuid.uuid4().hex[:6]}"
+    queue_size = 20000
+    run = LocustRun(
+        tmp_path,
+        HOTLOOP,
+        httpbin_url,
+        ["--es-url", dead_url, "--es-index-prefix", prefix, "--sink-queue-size", str(queue_size)],
+        env={"HOTLOOP_RECORDS": "200000"},
+        run_time="150s",
+        users=1,
+    )
+    log = run.wait(timeout=240)
+    match = re.search(r"HOTLOOP sent=(\d+) max_queue=(\d+) peak_rss_kb=(\d+)", log)
+    assert match, log[-2000:]
+    sent, max_queue, peak = map(int, match.groups())
+    assert sent == 200000
+    assert max_queue <= queue_size
+    assert peak < PEAK_RSS_LIMIT_KB, peak
+    acc = accounting(log)
+    assert acc["emitted"] == sent and acc["spooled"] == sent and acc.get("dropped", 0) == 0, acc
+    out = replay(tmp_path / "results" / "spool", es_url)
+    assert f"replayed {sent} documents" in out
+    assert docs_in_es(es_url, prefix, run_id_of(log)) == sent
