@@ -103,6 +103,8 @@ class Flusher:
         self._secrets = es_config.secrets() if es_config else []
         self._stale_spool_reported = False
         self._ever_up = False
+        self._recovering = False
+        self._outage_announced = False
 
     # ----- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -327,15 +329,9 @@ class Flusher:
             return
         self.state = "up"
         self._ever_up = True
-        self._probe_delay = 1.0
         self.spool.close_segment()  # closed segments are what the replay picks up
         if was in ("down", "broken"):
-            waiting = sum(c[0] + c[1] for p, c in self._segment_counts.items() if p.exists())
-            log.info(
-                "locust-sink: Elasticsearch at %s answers again; replaying %d spooled documents",
-                self.es_config.describe(),
-                waiting,
-            )
+            self._recovering = True  # announced once a bulk request really succeeds (not just the probe)
         self._report_stale_spool()
 
     def _run_setup(self) -> None:
@@ -354,13 +350,31 @@ class Flusher:
             self._note_trouble(f"index template setup failed, indexing without it: {exc}", error=True)
         self._setup = None
 
+    def _delivered(self) -> None:
+        """A bulk request succeeded: if we were recovering from an outage, say so once."""
+        self._probe_delay = 1.0
+        if self._recovering:
+            self._recovering = False
+            self._outage_announced = False
+            waiting = sum(c[0] + c[1] for p, c in self._segment_counts.items() if p.exists())
+            log.info(
+                "locust-sink: Elasticsearch at %s takes documents again; replaying %d spooled documents",
+                self.es_config.describe() if self.es_config else "?",
+                waiting,
+            )
+
     def _went_down(self, exc: SinkTransportError) -> None:
         config = exc.config_problem or exc.kind == "config"
         new_state = "broken" if config else "down"
         message = redact(str(exc), self._secrets)
-        if self.state != new_state or self.last_error != message:
+        if not self._outage_announced or self.last_error != message:
+            # one line per outage (a probe that answers while bulk requests still fail is the same outage)
+            self._outage_announced = True
             where = "spooling to " + str(self.spool.root) if self.settings.overflow == "spool" else "dropping"
-            self._note_trouble(f"{message} ({where})", error=config)
+            text = f"{message} ({where})"
+            if text not in self.trouble:
+                self.trouble.append(text)
+            (log.error if config else log.warning)("locust-sink: %s", text)
         self.state = new_state
         self.last_error = message
         delay = 60.0 if config else self._probe_delay
@@ -428,6 +442,7 @@ class Flusher:
                     self._went_down(exc)
                     self._park(pending)
                     return
+                self._delivered()
                 self._settle(outcome.indexed, "indexed")
                 if outcome.rejected:
                     self._dead_letter(outcome.rejected)
@@ -493,6 +508,7 @@ class Flusher:
             if outcome.retry:
                 self._went_down(SinkTransportError("overloaded", "Elasticsearch refuses items during replay"))
                 return
+            self._delivered()
             indexed += len(outcome.indexed)
             indexed_req += sum(1 for i in outcome.indexed if i.is_request)
             if outcome.rejected:

@@ -1,0 +1,483 @@
+"""Index names, component + composable index templates, and their idempotent installation (issue 6).
+
+Layout: one plain index per family (`<prefix>-requests`, `-stats`, `-runs`, `-events`), each created from a
+composable index template with the pattern `<prefix>-<family>*`. Why plain indices:
+
+- per-run drill-down is a `term` filter on `run_id` (keyword), cross-run comparison is a `terms` aggregation
+  on `run_id` over the same index, so one index per family answers both with one query;
+- the same index name works on every cluster: the test ES (and many dev clusters) have neither ILM nor the
+  `_data_stream` API, and data streams would also forbid the `_id`-based `create` that makes retries
+  and replays idempotent for the run document (`index` op on `_id` = run_id);
+- retention is `_delete_by_query` on `@timestamp`/`run_id` today; the `*` in the patterns leaves room for a
+  date-suffixed layout (`<prefix>-requests-2025.01`) behind the same templates later.
+
+Only features present in both Elasticsearch 8.x and 9.x are used: `_component_template`, `_index_template`,
+`_index_template/_simulate`, typeless mappings, `flattened` (probed; a disabled object is the fallback).
+
+Upgrades: every template carries `version` = SCHEMA_VERSION and `_meta` {managed_by, schema_version,
+fingerprint}. A template is written only when it is missing, older, or the same version with different
+parameters (e.g. replicas); a template from a newer locust-sink is never downgraded (we log instead).
+Existing indices keep their mapping when a template changes, so `create_indices` also applies additive
+mapping changes to indices created by an older schema.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import elastic_transport
+import elasticsearch
+from elasticsearch import Elasticsearch
+
+SCHEMA_VERSION: int = 1
+"""Bump on ANY change of a template body below: it is what lets a newer locust-sink replace older templates."""
+
+FAMILIES: tuple[str, ...] = ("requests", "stats", "runs", "events")
+TEMPLATE_PRIORITY = 200  # above ES built-ins (100 for logs-*-*, metrics-*-*, ...) and the default 0
+MANAGED_BY = "locust-sink"
+REFRESH_INTERVAL = "5s"  # ingest-friendly; readers that need fresh data call _refresh
+KEYWORD_LONG_TEXT = 1024  # ignore_above for keyword copies of messages (Locust errors often exceed 256 chars)
+
+logger = logging.getLogger(__name__)
+
+
+class SchemaError(Exception):
+    """Templates or indices could not be installed; the message carries Elasticsearch's reason."""
+
+
+def index_name(prefix: str, family: str) -> str:
+    """The index (and template) name of one family, e.g. `locust-requests`."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown index family {family!r}; expected one of {', '.join(FAMILIES)}")
+    return f"{prefix}-{family}"
+
+
+def settings_component_name(prefix: str) -> str:
+    """Component template with index settings (`-sink` keeps clear of ES's own `logs@settings` & co)."""
+    return f"{prefix}-sink@settings"
+
+
+def mappings_component_name(prefix: str) -> str:
+    """Component template with the fields every family shares."""
+    return f"{prefix}-sink@mappings"
+
+
+# ---------------------------------------------------------------------------------------------- mappings
+
+_KEYWORD: dict[str, Any] = {"type": "keyword"}
+_BOOL: dict[str, Any] = {"type": "boolean"}
+_DATE: dict[str, Any] = {"type": "date"}
+# double, not float: aggregations then return exactly the values in _source and in Locust's own stats
+# (a float turns 123.456 into 123.45600128173828), and sums over millions of requests stay exact enough.
+_DOUBLE: dict[str, Any] = {"type": "double"}
+# Aggregation/sort-only numbers: no inverted index (smaller, faster ingest); doc_values still serve
+# aggregations, sorting and (slower) range/term queries.
+_DOUBLE_AGG: dict[str, Any] = {"type": "double", "index": False}
+_LONG_AGG: dict[str, Any] = {"type": "long", "index": False}
+_INT_AGG: dict[str, Any] = {"type": "integer", "index": False}
+_LONG: dict[str, Any] = {"type": "long"}
+_INT: dict[str, Any] = {"type": "integer"}
+
+
+def _text_with_keyword(ignore_above: int = KEYWORD_LONG_TEXT) -> dict[str, Any]:
+    """Full-text search plus a keyword copy for terms aggregations (values longer than ignore_above skip it)."""
+    return {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": ignore_above}}}
+
+
+def _free_form(flattened: bool) -> dict[str, Any]:
+    """User-supplied objects (context, tags, details): must never add mapping fields.
+
+    `flattened` indexes every leaf as a keyword under ONE field (queryable as `context.key`), so any number
+    of keys cannot explode the mapping. The depth limit is raised so a deep object is not rejected, and long
+    leaves are skipped instead of failing on Lucene's term size limit. Without `flattened` the object is kept
+    in _source only.
+    """
+    if flattened:
+        return {"type": "flattened", "depth_limit": 64, "ignore_above": KEYWORD_LONG_TEXT}
+    return {"type": "object", "enabled": False}
+
+
+def _common_properties() -> dict[str, Any]:
+    return {"@timestamp": _DATE, "run_id": _KEYWORD, "node": _KEYWORD}
+
+
+def _family_properties(family: str, flattened: bool) -> dict[str, Any]:
+    """Explicit mappings for the fields listed in docs/DESIGN.md (the shared ones come from a component)."""
+    if family == "requests":
+        return {
+            "request_type": _KEYWORD,
+            "name": _KEYWORD,
+            "url": {"type": "keyword", "ignore_above": 2048, "fields": {"text": {"type": "text"}}},
+            "status_code": _INT,  # integer, not short: non-HTTP users report arbitrary codes
+            "response_time": _DOUBLE,  # indexed: "slower than X ms" range filters are common
+            "response_length": _LONG_AGG,
+            "success": _BOOL,
+            "exception": _text_with_keyword(),
+            "context": _free_form(flattened),
+            "sample_rate": _DOUBLE_AGG,
+        }
+    if family == "stats":
+        percentiles = ("p50", "p66", "p75", "p80", "p90", "p95", "p98", "p99", "p99_9", "p99_99", "p100")
+        return {
+            "source": _KEYWORD,
+            "request_type": _KEYWORD,
+            "name": _KEYWORD,
+            "is_aggregated": _BOOL,
+            "final": _BOOL,
+            "interval_s": _DOUBLE_AGG,
+            "interval_requests": _LONG_AGG,
+            "interval_failures": _LONG_AGG,
+            "num_requests": _LONG_AGG,
+            "num_failures": _LONG_AGG,
+            "current_rps": _DOUBLE_AGG,
+            "current_fail_per_sec": _DOUBLE_AGG,
+            "min_response_time": _DOUBLE_AGG,
+            "avg_response_time": _DOUBLE_AGG,
+            "max_response_time": _DOUBLE_AGG,
+            "percentiles": {"properties": {p: _DOUBLE_AGG for p in percentiles}},
+            "avg_content_length": _DOUBLE_AGG,
+            "user_count": _INT_AGG,
+            # Locust's {rounded_ms: count} histogram: numeric keys would be a mapping explosion; keep in _source.
+            "response_times": {"type": "object", "enabled": False},
+        }
+    if family == "runs":
+        return {
+            "status": _KEYWORD,
+            "start_time": _DATE,
+            "end_time": _DATE,
+            "duration_s": _DOUBLE,
+            "locustfile": _KEYWORD,
+            "host": _KEYWORD,
+            "user_classes": {"properties": {"name": _KEYWORD, "weight": _INT, "fixed_count": _INT}},
+            "users": _INT,
+            "spawn_rate": _DOUBLE,
+            "run_time_limit": _DOUBLE,
+            "tags": _free_form(flattened),
+            "description": _text_with_keyword(),
+            "locust_version": _KEYWORD,
+            "sink_version": _KEYWORD,
+            "git_commit": _KEYWORD,
+            "hostname": _KEYWORD,
+            "exit_code": _INT,
+            "totals": {
+                "properties": {
+                    "requests": _LONG,
+                    "failures": _LONG,
+                    "rps": _DOUBLE,
+                    "p50": _DOUBLE,
+                    "p95": _DOUBLE,
+                    "p99": _DOUBLE,
+                }
+            },
+            "sink": {
+                "properties": {
+                    k: _LONG for k in ("emitted", "indexed", "written", "spooled", "dead_lettered", "dropped")
+                }
+            },
+            "sink_trouble_nodes": _KEYWORD,
+        }
+    if family == "events":
+        return {
+            "event": _KEYWORD,
+            "user_count": _INT,
+            "message": _text_with_keyword(),
+            "request_type": _KEYWORD,
+            "name": _KEYWORD,
+            "error": _text_with_keyword(),
+            "occurrences": _LONG,
+            "traceback": {"type": "text"},  # events are few: searching tracebacks for "KeyError" is worth it
+            "details": _free_form(flattened),
+        }
+    raise ValueError(f"unknown index family {family!r}")
+
+
+def family_mappings(family: str, flattened: bool = True) -> dict[str, Any]:
+    """The mapping an index of this family gets (as in the index template, without the shared component)."""
+    return {
+        # false, not strict: a field written by a newer locust-sink (or a typo) stays in _source instead of
+        # rejecting the whole document; it simply is not searchable until a schema adds it.
+        "dynamic": False,
+        "_meta": {"managed_by": MANAGED_BY, "family": family, "schema_version": SCHEMA_VERSION},
+        "properties": _family_properties(family, flattened),
+    }
+
+
+def template_bodies(prefix: str, replicas: int = 0, flattened: bool = True) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Everything to install: `{key: (kind, body)}`, kind `component` or `index`, components first.
+
+    The bodies carry `version` and `_meta` (with a fingerprint of the rest of the body).
+    """
+    if replicas < 0:
+        raise ValueError("replicas must be >= 0")
+    settings_name, mappings_name = settings_component_name(prefix), mappings_component_name(prefix)
+    raw: list[tuple[str, str, dict[str, Any]]] = [
+        (
+            "component",
+            settings_name,
+            {
+                "template": {
+                    "settings": {
+                        "index": {
+                            "number_of_shards": 1,
+                            "number_of_replicas": replicas,
+                            "refresh_interval": REFRESH_INTERVAL,
+                            # a malformed value (e.g. a string in a number field) is skipped and listed in
+                            # `_ignored` instead of rejecting the document: recording must not lose requests.
+                            "mapping": {"ignore_malformed": True},
+                        }
+                    }
+                }
+            },
+        ),
+        (
+            "component",
+            mappings_name,
+            {"template": {"mappings": {"dynamic": False, "properties": _common_properties()}}},
+        ),
+    ]
+    for family in FAMILIES:
+        raw.append(
+            (
+                "index",
+                index_name(prefix, family),
+                {
+                    "index_patterns": [f"{prefix}-{family}*"],
+                    "composed_of": [settings_name, mappings_name],
+                    "priority": TEMPLATE_PRIORITY,
+                    "template": {"mappings": family_mappings(family, flattened)},
+                },
+            )
+        )
+    out: dict[str, tuple[str, dict[str, Any]]] = {}
+    for kind, name, body in raw:
+        body["version"] = SCHEMA_VERSION
+        body["_meta"] = {"managed_by": MANAGED_BY, "schema_version": SCHEMA_VERSION, "fingerprint": _fingerprint(body)}
+        out[name] = (kind, body)
+    return out
+
+
+def _fingerprint(body: dict[str, Any]) -> str:
+    """Detects a parameter change (replicas, flattened fallback) within one schema version."""
+    payload = {k: v for k, v in body.items() if k not in ("version", "_meta")}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------------------ ES helpers
+
+
+def _error_reason(exc: BaseException) -> str:
+    """ES's own `type: reason` (innermost cause included) rather than the client's generic message."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        err = body["error"]
+        parts = [f"{err.get('type')}: {err.get('reason')}"]
+        cause = err.get("caused_by")
+        while isinstance(cause, dict):
+            parts.append(f"{cause.get('type')}: {cause.get('reason')}")
+            cause = cause.get("caused_by")
+        status = getattr(exc, "status_code", None) or getattr(getattr(exc, "meta", None), "status", None)
+        return f"HTTP {status} " + " / caused by ".join(parts) if status else " / caused by ".join(parts)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _error_type(exc: BaseException) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return str(body["error"].get("type", ""))
+    return ""
+
+
+_ES_ERRORS = (elasticsearch.ApiError, elastic_transport.TransportError)
+
+
+def _call(what: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
+    try:
+        return fn(**kwargs)
+    except _ES_ERRORS as exc:
+        raise SchemaError(f"{what} failed: {_error_reason(exc)}") from exc
+
+
+def supports_field_type(es: Elasticsearch, field_type: str) -> bool:
+    """Capability probe: does the cluster know this mapping type? (`_simulate` stores nothing.)"""
+    try:
+        es.indices.simulate_template(
+            index_patterns=["locust-sink-capability-probe*"],
+            template={"mappings": {"properties": {"probe": {"type": field_type}}}},
+        )
+    except elasticsearch.ApiError as exc:
+        reason = _error_reason(exc)
+        if f"[{field_type}]" in reason and "does not exist" in reason:
+            return False
+        raise SchemaError(f"probing for the {field_type!r} field type failed: {reason}") from exc
+    except elastic_transport.TransportError as exc:
+        raise SchemaError(f"probing for the {field_type!r} field type failed: {_error_reason(exc)}") from exc
+    return True
+
+
+def _get_template(es: Elasticsearch, kind: str, name: str) -> dict[str, Any] | None:
+    """The stored body, or None when missing."""
+    try:
+        if kind == "component":
+            resp = es.cluster.get_component_template(name=name)
+            items = resp.get("component_templates", [])
+            return next((t["component_template"] for t in items if t["name"] == name), None)
+        resp = es.indices.get_index_template(name=name)
+        items = resp.get("index_templates", [])
+        return next((t["index_template"] for t in items if t["name"] == name), None)
+    except elasticsearch.NotFoundError:
+        return None
+    except _ES_ERRORS as exc:
+        raise SchemaError(f"reading {kind} template {name!r} failed: {_error_reason(exc)}") from exc
+
+
+def _put_template(es: Elasticsearch, kind: str, name: str, body: dict[str, Any], create: bool) -> None:
+    kwargs = {k: v for k, v in body.items() if k != "_meta"}
+    if kind == "component":
+        es.cluster.put_component_template(name=name, meta=body["_meta"], create=create, **kwargs)
+    else:
+        es.indices.put_index_template(name=name, meta=body["_meta"], create=create, **kwargs)
+
+
+def _stored_version(stored: dict[str, Any]) -> int:
+    version = stored.get("version")
+    return version if isinstance(version, int) else 0
+
+
+# --------------------------------------------------------------------------------------------- install
+
+
+def install_templates(
+    es: Elasticsearch,
+    prefix: str = "locust",
+    replicas: int = 0,
+    log: logging.Logger = logger,
+    flattened: bool | None = None,
+) -> dict[str, str]:
+    """Install or upgrade the component and index templates; safe to call at every start.
+
+    Returns `{"_component_template/<name>" | "_index_template/<name>": action}` with action one of
+    `created`, `upgraded from vN`, `updated` (same version, other parameters), `unchanged`,
+    `kept newer vN` (plus `left alone ...` / `not installed ...` for the others when a newer schema is
+    present: nothing is written then). `flattened=None` probes the cluster.
+    Raises SchemaError with Elasticsearch's reason.
+    """
+    if flattened is None:
+        flattened = supports_field_type(es, "flattened")
+        if not flattened:
+            log.warning("locust-sink: this Elasticsearch has no 'flattened' type; context/tags/details are stored only")
+    wanted = template_bodies(prefix, replicas=replicas, flattened=flattened)
+    stored = {name: _get_template(es, kind, name) for name, (kind, _) in wanted.items()}
+
+    def key(name: str) -> str:
+        return f"_{wanted[name][0]}_template/{name}"
+
+    # A newer locust-sink owns the schema: leave all of it alone (mixing versions could break composition).
+    newest = max((_stored_version(s) for s in stored.values() if s is not None), default=0)
+    if newest > SCHEMA_VERSION:
+        log.warning(
+            "locust-sink: templates for prefix %r have schema v%d, newer than this locust-sink's v%d; "
+            "leaving them unchanged (upgrade locust-sink to get matching templates)",
+            prefix,
+            newest,
+            SCHEMA_VERSION,
+        )
+        result: dict[str, str] = {}
+        for name, current in stored.items():
+            if current is None:
+                result[key(name)] = f"not installed (newer schema v{newest} present)"
+            elif _stored_version(current) > SCHEMA_VERSION:
+                result[key(name)] = f"kept newer v{_stored_version(current)}"
+            else:
+                result[key(name)] = f"left alone (newer schema v{newest} present)"
+        return result
+
+    result: dict[str, str] = {}
+    for name, (kind, body) in wanted.items():
+        current = stored[name]
+        if current is None:
+            action, create = "created", True
+        elif _stored_version(current) < SCHEMA_VERSION:
+            action, create = f"upgraded from v{_stored_version(current)}", False
+            log.info("locust-sink: upgrading %s template %s to schema v%d", kind, name, SCHEMA_VERSION)
+        elif (current.get("_meta") or {}).get("fingerprint") != body["_meta"]["fingerprint"]:
+            action, create = "updated", False
+        else:
+            result[key(name)] = "unchanged"
+            continue
+        try:
+            _put_template(es, kind, name, body, create=create)
+        except elasticsearch.ApiError as exc:
+            if create and "already exists" in _error_reason(exc):
+                action = "unchanged (created concurrently)"  # another node installed the same schema
+            else:
+                raise SchemaError(f"installing {kind} template {name!r} failed: {_error_reason(exc)}") from exc
+        except elastic_transport.TransportError as exc:
+            raise SchemaError(f"installing {kind} template {name!r} failed: {_error_reason(exc)}") from exc
+        result[key(name)] = action
+    return result
+
+
+def create_indices(
+    es: Elasticsearch,
+    prefix: str = "locust",
+    log: logging.Logger = logger,
+    flattened: bool | None = None,
+) -> dict[str, str]:
+    """Create the four indices if missing (after install_templates) so the first bulks do not race on auto-create.
+
+    An existing index created by an older schema gets the additive mapping changes (plain indices never roll
+    over, so a template upgrade alone would not reach them). Returns `{index: action}`: `created`, `exists`,
+    `mapping upgraded from vN`, `exists (newer schema vN)`, or `exists (not from locust-sink templates)`.
+    """
+    result: dict[str, str] = {}
+    for family in FAMILIES:
+        name = index_name(prefix, family)
+        try:
+            es.indices.create(index=name)
+            result[name] = "created"
+            continue
+        except elasticsearch.ApiError as exc:
+            if _error_type(exc) != "resource_already_exists_exception":
+                raise SchemaError(f"creating index {name!r} failed: {_error_reason(exc)}") from exc
+        except elastic_transport.TransportError as exc:
+            raise SchemaError(f"creating index {name!r} failed: {_error_reason(exc)}") from exc
+        result[name] = _check_existing(es, name, family, log, flattened)
+    return result
+
+
+def _check_existing(es: Elasticsearch, name: str, family: str, log: logging.Logger, flattened: bool | None) -> str:
+    resp = _call(f"reading the mapping of {name!r}", es.indices.get_mapping, index=name)
+    # `name` may be an alias: take whichever concrete index answered.
+    mappings = next(iter(resp.values()), {}).get("mappings", {}) if resp else {}
+    meta = mappings.get("_meta") or {}
+    if meta.get("managed_by") != MANAGED_BY:
+        log.warning(
+            "locust-sink: index %r exists but was not created from locust-sink templates; field types may differ "
+            "(delete it, or use another --es-index-prefix)",
+            name,
+        )
+        return "exists (not from locust-sink templates)"
+    version = meta.get("schema_version") if isinstance(meta.get("schema_version"), int) else 0
+    if version > SCHEMA_VERSION:
+        return f"exists (newer schema v{version})"
+    if version == SCHEMA_VERSION:
+        return "exists"
+    if flattened is None:
+        flattened = supports_field_type(es, "flattened")
+    new = family_mappings(family, flattened)
+    try:
+        es.indices.put_mapping(
+            index=name,
+            dynamic=new["dynamic"],
+            meta=new["_meta"],
+            properties={**_common_properties(), **new["properties"]},
+        )
+    except _ES_ERRORS as exc:
+        reason = _error_reason(exc)
+        log.warning("locust-sink: could not upgrade the mapping of %r to schema v%d: %s", name, SCHEMA_VERSION, reason)
+        return f"exists (mapping v{version}; upgrade failed: {reason})"
+    return f"mapping upgraded from v{version}"
