@@ -179,6 +179,20 @@ class LocustSink:
     def on_quitting(self, environment: Environment, **_kwargs: Any) -> None:
         self.close()
 
+    def status(self) -> dict[str, Any]:
+        """Where records went so far: for the web UI route, the run document and tests."""
+        flusher = self.flusher
+        return {
+            "run_id": self.run_id,
+            "node": self.node,
+            "target": self.describe_target(),
+            "state": flusher.state if flusher else "not started",
+            "requests": self.buffer.accounting.as_dict(),
+            "documents": flusher.doc_accounting.as_dict() if flusher else {},
+            "sampled_out": self.sampled_out,
+            "trouble": list(flusher.trouble) if flusher else [],
+        }
+
     def describe_target(self) -> str:
         if self.options.es is not None:
             return f"Elasticsearch {self.options.es.describe()} (indices {self.options.index_prefix}-*)"
@@ -262,6 +276,21 @@ def _on_init(environment: Environment, **_kwargs: Any) -> None:
         return
     environment.locust_sink = sink  # type: ignore[attr-defined]
     register_listeners(sink)
+    web_ui = _kwargs.get("web_ui")
+    if web_ui is not None:
+        add_web_route(web_ui, sink)
+
+
+def add_web_route(web_ui: Any, sink: LocustSink) -> None:
+    """GET /locust-sink/status on Locust's web UI: the sink's accounting as JSON (no secrets in it)."""
+    from flask import jsonify
+
+    def locust_sink_status() -> Any:
+        return jsonify(sink.status())
+
+    guard = getattr(web_ui, "auth_required_if_enabled", None)
+    view = guard(locust_sink_status) if guard else locust_sink_status
+    web_ui.app.add_url_rule("/locust-sink/status", "locust_sink_status", view)
 
 
 _registered = False
