@@ -180,7 +180,7 @@ class Flusher:
         if self._greenlet is not None and not self._greenlet.dead:
             self._greenlet.kill(block=True, timeout=5)  # its in-flight batch is spooled by _deliver
         while len(self.buffer) or self._docs:
-            items = self._encode(self.buffer.take(self.settings.batch_size), yielding=False)
+            items = self._encode(self.buffer.take(self.settings.batch_size), [], yielding=False)
             items += self._take_docs(self.settings.batch_size)
             self._park(items)
         self.spool.close_segment()
@@ -217,11 +217,18 @@ class Flusher:
             self._park(self._next_batch())
 
     def _next_batch(self) -> list[BulkItem]:
-        items = self._take_docs(self.settings.batch_size)
-        room = self.settings.batch_size - len(items)
-        if room > 0:
-            items += self._encode(self.buffer.take(room))
-        return items
+        docs = self._take_docs(self.settings.batch_size)
+        room = self.settings.batch_size - len(docs)
+        records = self.buffer.take(room) if room > 0 else []
+        encoded: list[BulkItem] = []
+        try:
+            self._encode(records, encoded)
+        except BaseException:
+            # killed while yielding between chunks: these records left the queue, so they must land somewhere
+            self._encode(records[len(encoded) :], encoded, yielding=False)
+            self._park(docs + encoded)
+            raise
+        return docs + encoded
 
     def _take_docs(self, limit: int) -> list[BulkItem]:
         docs = self._docs
@@ -231,9 +238,8 @@ class Flusher:
         self.doc_accounting.in_flight += n
         return taken
 
-    def _encode(self, records: list[RequestRecord], yielding: bool = True) -> list[BulkItem]:
-        """Records -> bulk items, ENCODE_CHUNK at a time with a yield in between (the hot path is sacred)."""
-        items: list[BulkItem] = []
+    def _encode(self, records: list[RequestRecord], items: list[BulkItem], yielding: bool = True) -> list[BulkItem]:
+        """Records -> bulk items (appended to `items`), ENCODE_CHUNK at a time with a yield in between."""
         node, index = self.node, self.requests_index
         # Past the high-water mark the queue is about to overflow: bigger slices (a few ms) keep up with a
         # burst instead of dropping records; below it, ~0.3 ms slices keep every user greenlet on time.
@@ -410,13 +416,17 @@ class Flusher:
     def _deliver(self, items: list[BulkItem]) -> None:
         """Send items (split by bytes), retrying what is retryable; spool what cannot be delivered."""
         start = 0
-        while start < len(items):
-            end, size = start, 0
-            while end < len(items) and (end == start or size + len(items[end].source) < MAX_BULK_BYTES):
-                size += len(items[end].source) + 100
-                end += 1
-            self._deliver_chunk(items[start:end])
-            start = end
+        try:
+            while start < len(items):
+                end, size = start, 0
+                while end < len(items) and (end == start or size + len(items[end].source) < MAX_BULK_BYTES):
+                    size += len(items[end].source) + 100
+                    end += 1
+                current, start = items[start:end], end  # the current chunk parks itself if interrupted
+                self._deliver_chunk(current)
+        except BaseException:
+            self._park(items[start:])
+            raise
 
     def _deliver_chunk(self, items: list[BulkItem]) -> None:
         pending = items
@@ -432,8 +442,13 @@ class Flusher:
                 except SinkTransportError as exc:
                     if exc.kind == "too_large" and len(pending) > 1:
                         half = len(pending) // 2
-                        self._deliver_chunk(pending[:half])
-                        self._deliver_chunk(pending[half:])
+                        first, second, pending = pending[:half], pending[half:], []
+                        try:
+                            self._deliver_chunk(first)  # parks its own items if interrupted
+                        except BaseException:
+                            self._park(second)
+                            raise
+                        self._deliver_chunk(second)
                         return
                     if exc.retryable and self._may_retry(attempt, started):
                         attempt += 1
