@@ -110,6 +110,8 @@ def cmd_load(args: argparse.Namespace, replay: bool = False) -> int:
         print(f"locust-sink: no .ndjson files under {target}")
         return 0
     es, config = _connect(args)
+    if args.setup:
+        _install_templates_for(es, config, files)
     sink_dir = target if target.is_dir() else target.parent
     if replay and sink_dir.name == "spool":
         sink_dir = sink_dir.parent
@@ -139,6 +141,28 @@ def cmd_load(args: argparse.Namespace, replay: bool = False) -> int:
         )
         return 1
     return 0
+
+
+def _install_templates_for(es: Any, config: EsConfig, files: list[Path]) -> None:
+    """Templates for every index prefix the files write to, so loaded data gets the real mappings."""
+    from . import schema
+    from .filesink import read_items
+
+    prefixes: set[str] = set()
+    for path in files:
+        first = next(read_items(path), None)
+        if first is not None:
+            prefix, _, family = first.index.rpartition("-")
+            if family in schema.FAMILIES and prefix:
+                prefixes.add(prefix)
+    for prefix in sorted(prefixes):
+        try:
+            schema.install_templates(es, prefix=prefix, replicas=int(os.environ.get("LOCUST_ES_REPLICAS", "0")))
+        except Exception as exc:
+            print(
+                f"locust-sink: template setup for {prefix}-* failed: {redact(str(exc), config.secrets())}",
+                file=sys.stderr,
+            )
 
 
 def _stale_open_segments(root: Path, min_age: float = 60.0) -> list[Path]:
@@ -191,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     load = sub.add_parser("load", help="bulk-load NDJSON result files (file mode) into Elasticsearch")
     load.add_argument("path", help="a results folder (e.g. locust-results/RUN_ID) or one .ndjson file")
     load.add_argument("--batch-size", type=int, default=1000)
+    load.add_argument(
+        "--no-setup", dest="setup", action="store_false", help="do not install the index templates before loading"
+    )
     _add_es_arguments(load)
     load.set_defaults(func=cmd_load)
 
@@ -199,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("path", nargs="?", default="locust-results/spool", help="spool folder")
     replay.add_argument("--batch-size", type=int, default=1000)
+    replay.add_argument(
+        "--no-setup", dest="setup", action="store_false", help="do not install the index templates before replaying"
+    )
     _add_es_arguments(replay)
     replay.set_defaults(func=lambda a: cmd_load(a, replay=True))
 

@@ -279,8 +279,9 @@ def _error_reason(exc: BaseException) -> str:
         while isinstance(cause, dict):
             parts.append(f"{cause.get('type')}: {cause.get('reason')}")
             cause = cause.get("caused_by")
-        status = getattr(exc, "status_code", None) or getattr(getattr(exc, "meta", None), "status", None)
-        return f"HTTP {status} " + " / caused by ".join(parts) if status else " / caused by ".join(parts)
+        status = getattr(getattr(exc, "meta", None), "status", None)
+        reason = " / caused by ".join(parts)
+        return f"HTTP {status} {reason}" if status else reason
     return f"{type(exc).__name__}: {exc}"
 
 

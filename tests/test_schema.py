@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -463,3 +464,14 @@ def test_failures_raise_schema_error_with_the_reason(es: Elasticsearch, prefix: 
     unreachable = Elasticsearch("http://127.0.0.1:9", request_timeout=2, max_retries=0)
     with pytest.raises(SchemaError, match="failed"):
         schema.install_templates(unreachable, prefix=prefix)
+
+
+def test_concurrent_installs_all_succeed(es: Elasticsearch, prefix: str) -> None:
+    """Several nodes may install at once: `create=true` races must end as "created" or "unchanged"."""
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: schema.install_templates(es, prefix=prefix), range(4)))
+    for key in results[0]:
+        actions = [r[key] for r in results]
+        assert actions.count("created") <= 1, (key, actions)
+        assert all(a == "created" or a.startswith("unchanged") for a in actions), (key, actions)
+    assert set(schema.install_templates(es, prefix=prefix).values()) == {"unchanged"}
