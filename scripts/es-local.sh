@@ -3,7 +3,7 @@
 #
 #   scripts/es-local.sh install                       download (Maven) + unpack + create the ES user
 #   scripts/es-local.sh start NAME --port P [--transport-port P2] [--security] [--tls]
-#   scripts/es-local.sh stop NAME | kill NAME | status NAME | url NAME | stop-all
+#   scripts/es-local.sh stop NAME | kill NAME | status NAME | url NAME | remove NAME | stop-all
 #
 # Each NAME is an instance with its own config, data and logs under $LOCUST_SINK_ES_RUN/NAME. With
 # --security, basic auth is on and a file-realm superuser $ES_USER/$ES_PASSWORD exists; with --tls the HTTP
@@ -185,6 +185,13 @@ cmd_status() {
   if pid_of "$name" >/dev/null; then echo "running $(cmd_url "$name")"; else echo "stopped"; return 3; fi
 }
 
+cmd_remove() {
+  # stop and delete the instance's folder (config, data, logs)
+  local name=${1:?name}
+  cmd_stop "$name"
+  rm -rf "$(inst_dir "$name")"
+}
+
 cmd_stop_all() {
   [ -d "$RUN_BASE" ] || return 0
   for d in "$RUN_BASE"/*/; do [ -d "$d" ] && cmd_stop "$(basename "$d")"; done
@@ -197,6 +204,7 @@ case "${1:-}" in
   kill) shift; cmd_kill "$@" ;;
   status) shift; cmd_status "$@" ;;
   url) shift; cmd_url "$@" ;;
+  remove) shift; cmd_remove "$@" ;;
   stop-all) cmd_stop_all ;;
   *) sed -n '2,12p' "$0"; exit 2 ;;
 esac

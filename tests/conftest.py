@@ -62,6 +62,9 @@ class EsServer:
     def kill(self) -> None:
         es_local("kill", self.name)
 
+    def remove(self) -> None:
+        es_local("remove", self.name)
+
 
 @pytest.fixture(scope="session")
 def es_url():
@@ -74,7 +77,7 @@ def es_url():
     try:
         yield server.url
     finally:
-        server.stop()
+        server.remove()
 
 
 @pytest.fixture
@@ -90,7 +93,7 @@ def es_server_factory():
     yield make
     for server in servers:
         try:
-            server.stop()
+            server.remove()
         except Exception as exc:  # keep stopping the others
             print(f"could not stop {server.name}: {exc}", file=sys.stderr)
 

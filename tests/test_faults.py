@@ -171,9 +171,9 @@ def test_es_killed_mid_run_and_restarted(tmp_path, es_server_factory, httpbin_ur
     server = es_server_factory("crash")
     server.start()
     prefix = f"t4b-{uuid.uuid4().hex[:6]}"
-    run = LocustRun(
-        tmp_path, FAULTS, httpbin_url, ["--es-url", server.url, "--es-index-prefix", prefix], run_time="60s"
-    )
+    # a short retry budget, so the outage goes through the spool rather than only through retries
+    args = ["--es-url", server.url, "--es-index-prefix", prefix, "--sink-retry-timeout", "5"]
+    run = LocustRun(tmp_path, FAULTS, httpbin_url, args, run_time="60s")
     time.sleep(8)
     server.kill()  # SIGKILL
     time.sleep(15)
