@@ -130,3 +130,106 @@ def test_bad_url_gives_one_clear_error_and_the_test_runs(tmp_path, httpbin_url, 
     # nothing lost: everything went to the spool, and the end says how to replay it
     assert re.search(r"emitted=(\d+) spooled=\1 \(balanced\)", log), log[-2000:]
     assert "locust-sink replay" in log
+
+
+def test_programmatic_api_with_a_hand_built_environment(tmp_path, es_url, httpbin_url):
+    """`locust_sink.attach(env, ...)` for people who build their own Environment (run in a subprocess so the
+    test process keeps its own gevent state)."""
+    prefix = f"t3p-{uuid.uuid4().hex[:8]}"
+    script = tmp_path / "lib_use.py"
+    script.write_text(
+        f"""
+import gevent
+from locust import HttpUser, constant, task
+from locust.env import Environment
+import locust_sink
+
+class U(HttpUser):
+    wait_time = constant(0.05)
+    host = {httpbin_url!r}
+    @task
+    def get(self):
+        self.client.get("/get")
+
+env = Environment(user_classes=[U])
+sink = locust_sink.attach(env, es_url={es_url!r}, es_index_prefix={prefix!r}, run_id="lib-run",
+                          run_tag=["suite=lib"])
+runner = env.create_local_runner()
+runner.start(4, spawn_rate=4)
+gevent.sleep(3)
+runner.quit()
+assert sink.close(timeout=20)
+status = sink.status()
+print("TOTAL", env.stats.total.num_requests, "INDEXED", status["requests"]["indexed"], "RUN", status["run_id"])
+"""
+    )
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    match = re.search(r"TOTAL (\d+) INDEXED (\d+) RUN (\S+)", proc.stdout)
+    assert match, proc.stdout + proc.stderr
+    total, indexed, run_id = int(match.group(1)), int(match.group(2)), match.group(3)
+    assert total > 20 and indexed == total and run_id == "lib-run"
+    es = es_client(es_url)
+    es.indices.refresh(index=f"{prefix}-requests")
+    assert es.count(index=f"{prefix}-requests", query={"term": {"run_id": "lib-run"}})["count"] == total
+
+
+def test_web_ui_shows_status_and_hides_secrets(tmp_path, es_url, httpbin_url):
+    import json
+    import time
+    import urllib.request
+
+    from helpers import free_port
+
+    port = free_port()
+    secret = "pw-never-shown-3141"
+    cmd = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--autostart",
+        "--autoquit",
+        "3",
+        "-t",
+        "5s",
+        "-u",
+        "2",
+        "-r",
+        "2",
+        "--web-host",
+        "127.0.0.1",
+        "--web-port",
+        str(port),
+        "--host",
+        httpbin_url,
+        "--es-url",
+        es_url,
+        "--es-index-prefix",
+        f"t3w-{uuid.uuid4().hex[:6]}",
+        "--es-password",
+        secret,
+        "--sink-dir",
+        str(tmp_path / "results"),
+    ]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        status, page = None, ""
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and status is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/locust-sink/status", timeout=2) as resp:
+                    status = json.loads(resp.read())
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as resp:
+                    page = resp.read().decode()
+            except OSError:
+                time.sleep(0.3)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert status is not None, out[-2000:]
+    assert status["state"] in ("up", "starting") and "emitted" in status["requests"]
+    assert "es-url" in page or "es_url" in page  # our options are in the web UI form ...
+    assert secret not in page and secret not in json.dumps(status) and secret not in out  # ... secrets are not
