@@ -103,6 +103,7 @@ class Flusher:
         self._secrets = es_config.secrets() if es_config else []
         self._stale_spool_reported = False
         self._ever_up = False
+        self._dead_letter_kinds: set[str] = set()
         self._recovering = False
         self._outage_announced = False
 
@@ -491,16 +492,15 @@ class Flusher:
             self.dead_letters.write(rejected)
         except OSError as exc:
             self._note_trouble(f"cannot write dead letters: {exc}", error=True)
-        reasons: dict[str, int] = {}
-        for _item, _status, error in rejected:
-            reason = error.get("type") if isinstance(error, dict) else str(error)
-            reasons[reason] = reasons.get(reason, 0) + 1
-        for reason in reasons:
-            detail = next(
-                (e.get("reason") for _i, _s, e in rejected if isinstance(e, dict) and e.get("type") == reason), ""
-            )
+        for _item, status, error in rejected:
+            kind = error.get("type") if isinstance(error, dict) else str(error)
+            if kind in self._dead_letter_kinds:
+                continue  # one line per kind of rejection: the reasons differ per document (values)
+            self._dead_letter_kinds.add(kind)
+            example = error.get("reason") if isinstance(error, dict) else ""
             self._note_trouble(
-                f"Elasticsearch rejected documents for good ({reason}: {detail}); kept in {self.dead_letters.root}",
+                f"Elasticsearch rejected documents for good ({status} {kind}, e.g. {example}); "
+                f"kept with the reasons in {self.dead_letters.root}",
                 error=True,
             )
         self._settle([item for item, _s, _e in rejected], "dead_lettered")

@@ -204,7 +204,7 @@ def test_es_never_comes_back_then_replay(tmp_path, es_server_factory, httpbin_ur
     assert spool.is_dir()
     server.start()
     out = replay(spool, server.url)
-    assert f"replayed {acc['emitted']} documents" in out, out
+    assert f"({acc['emitted']} request records)" in out, out
     assert not list(spool.rglob("*.ndjson")), "delivered segments are removed"
     assert docs_in_es(server.url, prefix, run_id_of(log)) == run.truth_total()
     # a second replay finds nothing and changes nothing
@@ -315,7 +315,7 @@ def test_long_run_with_es_down_stays_bounded(tmp_path, httpbin_url, es_url):
     acc = accounting(log)
     assert acc["emitted"] == sent and acc["spooled"] == sent and acc.get("dropped", 0) == 0, acc
     out = replay(tmp_path / "results" / "spool", es_url)
-    assert f"replayed {sent} documents" in out
+    assert f"({sent} request records)" in out
     assert docs_in_es(es_url, prefix, run_id_of(log)) == sent
 
 
