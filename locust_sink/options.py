@@ -76,7 +76,12 @@ def add_arguments(parser: Any) -> None:
     """Add locust-sink's options to a Locust (configargparse) parser, once."""
     if "--es-url" in getattr(parser, "_option_string_actions", {}):
         return
-    add = parser.add_argument
+
+    def add(flag: str, **kwargs: Any) -> None:
+        # Locust's parser maps env vars explicitly per option (no automatic prefix): --es-url <- LOCUST_ES_URL
+        kwargs.setdefault("env_var", "LOCUST_" + flag.lstrip("-").replace("-", "_").upper())
+        parser.add_argument(flag, **kwargs)
+
     add(
         "--es-url",
         default=None,

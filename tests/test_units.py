@@ -162,3 +162,23 @@ def test_cli_import_path_does_not_import_locust():
     code = "import sys, locust_sink.cli; print('locust' in sys.modules, 'gevent.monkey' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_every_option_has_its_locust_env_var(monkeypatch):
+    import locust.argument_parser as ap
+
+    from locust_sink.options import DEFAULTS, add_arguments
+
+    monkeypatch.setenv("LOCUST_ES_URL", "http://127.0.0.1:9200")
+    monkeypatch.setenv("LOCUST_ES_PASSWORD", "from-env")
+    monkeypatch.setenv("LOCUST_RUN_TAG", "team=perf")
+    monkeypatch.setenv("LOCUST_SINK_FLUSH_TIMEOUT", "3")
+    parser = ap.get_empty_argument_parser()
+    ap.setup_parser_arguments(parser)
+    add_arguments(parser)
+    opts = parser.parse_args([])
+    assert opts.es_url == "http://127.0.0.1:9200" and opts.es_password == "from-env"
+    assert opts.run_tag == ["team=perf"] and opts.sink_flush_timeout == 3.0
+    env_names = {a.dest: getattr(a, "env_var", None) for a in parser._actions}
+    for dest in DEFAULTS:
+        assert env_names[dest] == "LOCUST_" + dest.upper(), dest
