@@ -7,6 +7,7 @@ bounded deque; everything else happens in the flusher greenlet.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import random
 import secrets
@@ -23,6 +24,7 @@ from .buffer import RecordBuffer
 from .flusher import Flusher
 from .options import SinkOptions, add_arguments, option_values
 from .records import RequestRecord
+from .stats import StatsRecorder
 
 log = logging.getLogger("locust_sink")
 # The client logs every request at INFO: thousands of lines per run that say nothing the sink does not.
@@ -53,7 +55,9 @@ def node_id(environment: Environment) -> str:
 class LocustSink:
     """One per Locust process: owns the buffer and the flusher, listens to Locust's events."""
 
-    def __init__(self, environment: Environment, overrides: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, environment: Environment, overrides: dict[str, Any] | None = None, close_on_quitting: bool = False
+    ) -> None:
         self.environment = environment
         self.overrides = dict(overrides or {})
         self.options = SinkOptions.from_values(option_values(environment.parsed_options, self.overrides))
@@ -68,6 +72,11 @@ class LocustSink:
         self._started_logged = False
         self._closed = False
         self.first_start = True
+        # Under `locust` (main.py) the final flush runs at `quit`: after the workers' last reports and the
+        # --json-file, with the exit code. A hand-built Environment (attach) may only fire `quitting`.
+        self.close_on_quitting = close_on_quitting
+        self._atexit_registered = False
+        self.recorder = StatsRecorder(self)
 
     # ----- configuration ---------------------------------------------------------------------------
     @property
@@ -107,6 +116,10 @@ class LocustSink:
             setup=setup,
         )
         self.flusher.start()
+        if not self._atexit_registered:
+            # fallback when `quit` never fires (e.g. shutdown interrupted between quitting and quit)
+            self._atexit_registered = True
+            atexit.register(self._close_at_exit)
 
     def _choose_run_id(self) -> None:
         parsed = self.environment.parsed_options
@@ -139,11 +152,13 @@ class LocustSink:
     ) -> None:
         """The hot path: one tuple, one append. No formatting, no I/O."""
         if exception is None:
-            if self._sample_rate < 1.0 and random.random() >= self._sample_rate:
+            rate = self._sample_rate
+            if rate < 1.0 and random.random() >= rate:
                 self.sampled_out += 1
                 return
             error = None
         else:
+            rate = 1.0  # failures are always kept: their documents carry no sample_rate (weight 1)
             error = StatsError.parse_error(exception)
         self._seq += 1
         self.buffer.put(
@@ -159,7 +174,7 @@ class LocustSink:
                 context or None,
                 url,
                 self.run_id,
-                self._sample_rate,
+                rate,
             )
         )
 
@@ -171,13 +186,26 @@ class LocustSink:
             log.info("locust-sink: run %s: workers send requests to %s; master records stats", self.run_id, target)
         else:
             log.info("locust-sink: run %s: recording requests to %s", self.run_id, self.describe_target())
+        self.recorder.start_run()
 
     def on_test_stop(self, environment: Environment, **_kwargs: Any) -> None:
+        self.recorder.stop_run()  # CPU only (standalone: the final snapshot); never blocks
         if self.flusher is not None:
             self.flusher.wake()  # deliver now, but never block Locust's stop sequence
 
     def on_quitting(self, environment: Environment, **_kwargs: Any) -> None:
-        self.close()
+        if self.close_on_quitting:
+            self.close()
+        elif self.flusher is not None:
+            self.flusher.wake()  # the final flush waits for `quit` (after the workers' last reports)
+
+    def on_quit(self, exit_code: int | None = None, **_kwargs: Any) -> None:
+        self.close(exit_code=exit_code)
+
+    def _close_at_exit(self) -> None:
+        if not self._closed:
+            log.warning("locust-sink: Locust's quit event did not fire; final flush at interpreter exit")
+            self.close()
 
     def status(self) -> dict[str, Any]:
         """Where records went so far: for the web UI route, the run document and tests."""
@@ -199,8 +227,14 @@ class LocustSink:
         return f"NDJSON files under {self.options.sink_dir}/{self.run_id}/ (no --es-url given)"
 
     # ----- end of run ------------------------------------------------------------------------------
-    def close(self, timeout: float | None = None) -> bool:
-        """Final flush with a deadline; logs where every record went. Safe to call twice."""
+    def close(self, timeout: float | None = None, exit_code: int | None = None) -> bool:
+        """Final snapshot and run document, then the final flush with a deadline; logs where every record
+        went. Safe to call twice.
+
+        Two passes: first everything queued (requests, snapshots, events) is delivered, then the run
+        document and this node's `sink_summary` event, which carry the accounting of the first pass. The
+        second pass only waits if the first one delivered everything (not after a Ctrl-C or an outage).
+        """
         if self._closed:
             return True
         self._closed = True
@@ -209,9 +243,20 @@ class LocustSink:
                 return True
             self._configure()
         assert self.flusher is not None
+        budget = self.options.settings.flush_timeout if timeout is None else timeout
         started = time.monotonic()
         try:
-            done = self.flusher.close(timeout)
+            self.recorder.finish(exit_code)
+            spooled = self.buffer.accounting.spooled + self.flusher.doc_accounting.spooled
+            done = self.flusher.flush(budget, final=True)
+            smooth = (
+                done
+                and self.buffer.accounting.spooled + self.flusher.doc_accounting.spooled == spooled
+                and self.flusher.state in ("up", "file")
+            )
+            self.recorder.closing_documents(smooth)
+            remaining = max(0.0, budget - (time.monotonic() - started)) if smooth else 0.0
+            done = self.flusher.close(remaining) and done
         finally:
             self._log_summary(time.monotonic() - started)
         return done
@@ -263,6 +308,8 @@ def register_listeners(sink: LocustSink) -> None:
     events.test_start.add_listener(sink.on_test_start)
     events.test_stop.add_listener(sink.on_test_stop)
     events.quitting.add_listener(sink.on_quitting)
+    events.quit.add_listener(sink.on_quit)
+    sink.recorder.register(events)
 
 
 def _on_init(environment: Environment, **_kwargs: Any) -> None:
@@ -314,7 +361,7 @@ def attach(environment: Environment, **options: Any) -> LocustSink:
     existing = getattr(environment, "locust_sink", None)
     if existing is not None:
         return existing
-    sink = LocustSink(environment, options)
+    sink = LocustSink(environment, options, close_on_quitting=True)
     environment.locust_sink = sink  # type: ignore[attr-defined]
     register_listeners(sink)
     return sink

@@ -9,7 +9,10 @@ composable index template with the pattern `<prefix>-<family>*`. Why plain indic
   `_data_stream` API, and data streams would also forbid the `_id`-based `create` that makes retries
   and replays idempotent for the run document (`index` op on `_id` = run_id);
 - retention is `_delete_by_query` on `@timestamp`/`run_id` today; the `*` in the patterns leaves room for a
-  date-suffixed layout (`<prefix>-requests-2025.01`) behind the same templates later.
+  date-suffixed layout (`<prefix>-requests-2025.01`) behind the same templates later;
+- clusters with ILM: the index templates also compose `<prefix>-sink@custom`, a component template that
+  locust-sink never writes and that is ignored while missing; a user's ILM policy or shard settings go
+  there and survive template upgrades.
 
 Only features present in both Elasticsearch 8.x and 9.x are used: `_component_template`, `_index_template`,
 `_index_template/_simulate`, typeless mappings, `flattened` (probed; a disabled object is the fallback).
@@ -33,7 +36,7 @@ import elastic_transport
 import elasticsearch
 from elasticsearch import Elasticsearch
 
-SCHEMA_VERSION: int = 1
+SCHEMA_VERSION: int = 2
 """Bump on ANY change of a template body below: it is what lets a newer locust-sink replace older templates."""
 
 FAMILIES: tuple[str, ...] = ("requests", "stats", "runs", "events")
@@ -64,6 +67,12 @@ def settings_component_name(prefix: str) -> str:
 def mappings_component_name(prefix: str) -> str:
     """Component template with the fields every family shares."""
     return f"{prefix}-sink@mappings"
+
+
+def custom_component_name(prefix: str) -> str:
+    """The user's optional component template, never written by locust-sink: put an ILM policy
+    (`index.lifecycle.name`), shard counts or extra mappings there and they survive every upgrade."""
+    return f"{prefix}-sink@custom"
 
 
 # ---------------------------------------------------------------------------------------------- mappings
@@ -133,6 +142,9 @@ def _family_properties(family: str, flattened: bool) -> dict[str, Any]:
             "interval_failures": _LONG_AGG,
             "num_requests": _LONG_AGG,
             "num_failures": _LONG_AGG,
+            "num_none_requests": _LONG_AGG,
+            "total_content_length": _LONG_AGG,
+            "total_response_time": _DOUBLE_AGG,
             "current_rps": _DOUBLE_AGG,
             "current_fail_per_sec": _DOUBLE_AGG,
             "min_response_time": _DOUBLE_AGG,
@@ -171,14 +183,33 @@ def _family_properties(family: str, flattened: bool) -> dict[str, Any]:
                     "p50": _DOUBLE,
                     "p95": _DOUBLE,
                     "p99": _DOUBLE,
+                    "avg_response_time": _DOUBLE,
+                    "max_response_time": _DOUBLE,
                 }
             },
             "sink": {
                 "properties": {
-                    k: _LONG for k in ("emitted", "indexed", "written", "spooled", "dead_lettered", "dropped")
+                    k: _LONG
+                    for k in (
+                        "emitted",
+                        "indexed",
+                        "written",
+                        "spooled",
+                        "dead_lettered",
+                        "dropped",
+                        "sampled_out",
+                        "queued",
+                        "in_flight",
+                    )
                 }
             },
             "sink_trouble_nodes": _KEYWORD,
+            "sink_final_flush_complete": _BOOL,
+            "sample_rate": _DOUBLE,
+            "mode": _KEYWORD,
+            "workers": _KEYWORD,
+            "failure_groups": _LONG,
+            "user_errors": _LONG,
         }
     if family == "events":
         return {
@@ -246,7 +277,10 @@ def template_bodies(prefix: str, replicas: int = 0, flattened: bool = True) -> d
                 index_name(prefix, family),
                 {
                     "index_patterns": [f"{prefix}-{family}*"],
-                    "composed_of": [settings_name, mappings_name],
+                    # `@custom` is the user's own, optional component template (ILM policy, shards, ...):
+                    # listed last so it wins, ignored while it does not exist (ES >= 8.7, and 9.x).
+                    "composed_of": [settings_name, mappings_name, custom_component_name(prefix)],
+                    "ignore_missing_component_templates": [custom_component_name(prefix)],
                     "priority": TEMPLATE_PRIORITY,
                     "template": {"mappings": family_mappings(family, flattened)},
                 },

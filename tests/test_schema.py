@@ -475,3 +475,32 @@ def test_concurrent_installs_all_succeed(es: Elasticsearch, prefix: str) -> None
         assert actions.count("created") <= 1, (key, actions)
         assert all(a == "created" or a.startswith("unchanged") for a in actions), (key, actions)
     assert set(schema.install_templates(es, prefix=prefix).values()) == {"unchanged"}
+
+
+def test_user_custom_component_template_wins_and_survives_upgrades(es_url):
+    """`<prefix>-sink@custom` (e.g. an ILM policy on clusters that have ILM) is composed last and never
+    overwritten; without it, the templates install fine (ignore_missing_component_templates)."""
+    import uuid
+
+    from helpers import es_client
+
+    from locust_sink import schema
+
+    es = es_client(es_url)
+    prefix = f"test-schema-{uuid.uuid4().hex[:8]}"
+    try:
+        schema.install_templates(es, prefix=prefix)  # no @custom yet: must not fail
+        es.cluster.put_component_template(
+            name=schema.custom_component_name(prefix),
+            template={"settings": {"index": {"refresh_interval": "17s"}}},
+        )
+        result = schema.install_templates(es, prefix=prefix)
+        assert not any(schema.custom_component_name(prefix) in key for key in result)
+        es.index(index=f"{prefix}-requests", document={"run_id": "r", "@timestamp": "2026-01-01T00:00:00Z"})
+        settings = es.indices.get_settings(index=f"{prefix}-requests")[f"{prefix}-requests"]["settings"]["index"]
+        assert settings["refresh_interval"] == "17s"
+        assert es.cluster.get_component_template(name=schema.custom_component_name(prefix))
+    finally:
+        es.options(ignore_status=404).indices.delete(index=f"{prefix}-*")
+        es.options(ignore_status=404).indices.delete_index_template(name=f"{prefix}-*")
+        es.options(ignore_status=404).cluster.delete_component_template(name=f"{prefix}-sink@*")
