@@ -34,7 +34,8 @@ fi
 # The system under test lives in its own virtualenv.
 if [ ! -x "$SUT_VENV/bin/gunicorn" ] || ! "$SUT_VENV/bin/python" -c "import httpbin" >/dev/null 2>&1; then
   "$PYTHON" -m venv "$SUT_VENV"
-  "$SUT_VENV/bin/pip" install -q --disable-pip-version-check "httpbin==0.10.2" "gunicorn>=21"
+  # httpbin pins greenlet<3: gevent 23.9 is the last on greenlet 2, and gunicorn >= 24 refuses it
+  "$SUT_VENV/bin/pip" install -q --disable-pip-version-check "httpbin==0.10.2" "gunicorn>=21,<24" "gevent>=23.9,<24"
 fi
 
 # A real Elasticsearch (downloaded through Maven, cached in ~/.m2).

@@ -7,7 +7,8 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 bash "$here/scripts/bootstrap.sh" >/dev/null
 sut_venv=${LOCUST_SINK_SUT_VENV:-$here/.venv-sut}
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$sut_venv/bin/gunicorn" -b "127.0.0.1:$port" -w 2 -k gthread --threads 16 --log-level warning httpbin:app &
+"$sut_venv/bin/gunicorn" -b "127.0.0.1:$port" -w 2 -k gthread --threads 16 --log-level warning \
+  --pythonpath "$here/scripts" sut_app:app &
 sut=$!
 trap 'kill $sut 2>/dev/null || true' EXIT
 for _ in $(seq 50); do curl -fs "http://127.0.0.1:$port/status/200" >/dev/null && break; sleep 0.2; done

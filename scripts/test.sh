@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-python3 -m ruff check locust_sink tests bench
-python3 -m ruff format --check locust_sink tests bench
+python3 -m ruff check locust_sink tests bench scripts
+python3 -m ruff format --check locust_sink tests bench scripts
 python3 -m pytest "$@"

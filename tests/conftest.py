@@ -9,71 +9,61 @@ from __future__ import annotations
 
 import locust  # noqa: F401  (must stay the first import: gevent monkey-patching)
 
+import fcntl
+import hashlib
 import os
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
-from helpers import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
-ES_SCRIPT = ROOT / "scripts" / "es-local.sh"
+# EsServer and es_local are re-exported: tests import them from conftest too
+from helpers import ES_PASSWORD, ES_USER, ROOT, EsServer, es_local, free_port, port_is_free  # noqa: F401
+
 SUT_VENV = Path(os.environ.get("LOCUST_SINK_SUT_VENV", ROOT / ".venv-sut"))
-ES_USER = os.environ.get("ES_USER", "elastic-test")
-ES_PASSWORD = os.environ.get("ES_PASSWORD", "changeme-test")
+# httpbin 0.10.2 pins greenlet<3 (hence its own virtualenv, away from Locust's gevent); gevent 23.9 is the
+# last gevent on greenlet 2, and gunicorn >= 24 refuses gevent < 24.10 for its gevent worker.
+SUT_PACKAGES = ["httpbin==0.10.2", "gunicorn>=21,<24", "gevent>=23.9,<24"]
+
+SUT_APP_DIR = ROOT / "scripts"  # sut_app.py: httpbin with a fix for its bytearray bodies
 
 
-def es_local(*args: str, timeout: float = 240) -> str:
-    proc = subprocess.run(["bash", str(ES_SCRIPT), *args], capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        raise RuntimeError(f"es-local.sh {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr[-4000:]}")
-    return proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
-
-
-class EsServer:
-    """One named ES instance on a fixed free port; not started until start()."""
-
-    def __init__(self, name: str, security: bool = False, tls: bool = False) -> None:
-        self.name = name
-        self.port = free_port()
-        self.transport_port = free_port()
-        self.security = security or tls
-        self.tls = tls
-        self.user = ES_USER if self.security else None
-        self.password = ES_PASSWORD if self.security else None
-        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
-        self.ca_path = Path(os.environ.get("LOCUST_SINK_ES_RUN", "/tmp/locust-sink-es")) / name / "ca.pem"
-
-    def start(self) -> str:
-        args = ["start", self.name, "--port", str(self.port), "--transport-port", str(self.transport_port)]
-        if self.tls:
-            args.append("--tls")
-        elif self.security:
-            args.append("--security")
-        return es_local(*args)
-
-    def stop(self) -> None:
-        es_local("stop", self.name)
-
-    def kill(self) -> None:
-        es_local("kill", self.name)
-
-    def remove(self) -> None:
-        es_local("remove", self.name)
+# ------------------------------------------------------------------------------------------- Elasticsearch
 
 
 @pytest.fixture(scope="session")
-def es_url():
-    """A real Elasticsearch for the whole session (or ES_TEST_URL if set)."""
+def es_url() -> Iterator[str]:
+    """A real Elasticsearch for the whole session (or ES_TEST_URL if set).
+
+    It runs on 19200/19300 when those are free; the instance name carries the pid, so two sessions on one
+    machine never share (and tear down) each other's node.
+    """
     if os.environ.get("ES_TEST_URL"):
         yield os.environ["ES_TEST_URL"]
         return
-    server = EsServer(f"test-{os.getpid()}")
-    server.start()
+    name = f"test-{os.getpid()}"
+    server = None
+    if port_is_free(19200) and port_is_free(19300):
+        server = EsServer(name, port=19200, transport_port=19300)
+        try:
+            server.start()
+        except RuntimeError as exc:
+            if "already in use" not in str(exc):  # lost a race for the port: take free ones below
+                server.remove()
+                raise
+            server = None
+    if server is None:
+        server = EsServer(name)
+        server.start()
+    print(f"\nes_url: {server.url} ({name}) healthy in {server.startup_seconds:.0f} s", file=sys.stderr)
     try:
         yield server.url
     finally:
@@ -81,8 +71,9 @@ def es_url():
 
 
 @pytest.fixture
-def es_server_factory():
-    """Extra ES instances a test can start, kill and restart; all stopped at the end of the test."""
+def es_server_factory() -> Iterator[Callable[..., EsServer]]:
+    """Extra named ES instances (not started): make(name, security=False, tls=False) -> EsServer with
+    .start() .stop() .kill() .url .user .password .ca_path .client(); all removed at the end of the test."""
     servers: list[EsServer] = []
 
     def make(name: str, security: bool = False, tls: bool = False) -> EsServer:
@@ -94,62 +85,91 @@ def es_server_factory():
     for server in servers:
         try:
             server.remove()
-        except Exception as exc:  # keep stopping the others
-            print(f"could not stop {server.name}: {exc}", file=sys.stderr)
+        except Exception as exc:  # keep removing the others
+            print(f"could not remove ES instance {server.name}: {exc}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------- httpbin (the SUT)
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    # two test sessions must not build the same virtualenv at once
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _quiet_ok(*cmd: str) -> bool:
+    return subprocess.run(list(cmd), capture_output=True, timeout=120).returncode == 0
 
 
 def ensure_sut_venv() -> Path:
-    """httpbin pins greenlet<3, which breaks gevent/Locust: it lives in its own virtualenv."""
-    gunicorn = SUT_VENV / "bin" / "gunicorn"
-    if not gunicorn.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(SUT_VENV)], check=True)
-        subprocess.run(
-            [str(SUT_VENV / "bin" / "pip"), "install", "-q", "httpbin==0.10.2", "gunicorn>=21"],
-            check=True,
-            timeout=600,
-        )
-    return gunicorn
+    """The SUT virtualenv's python, after creating the virtualenv if it is missing or lacks httpbin."""
+    python = SUT_VENV / "bin" / "python"
+    digest = hashlib.sha1(str(SUT_VENV.resolve()).encode()).hexdigest()[:12]
+    lock = Path(tempfile.gettempdir()) / f"locust-sink-sut-{digest}.lock"
+    with _file_lock(lock):
+        if not (python.exists() and _quiet_ok(str(python), "-c", "import httpbin, gunicorn")):
+            subprocess.run([sys.executable, "-m", "venv", str(SUT_VENV)], check=True, timeout=300)
+            subprocess.run(
+                [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *SUT_PACKAGES],
+                check=True,
+                timeout=900,
+            )
+    return python
+
+
+def gunicorn_worker_args(python: Path) -> list[str]:
+    """gevent workers when this virtualenv's gunicorn accepts its gevent, else threads (same capacity for /delay)."""
+    if _quiet_ok(str(python), "-c", "import gunicorn.workers.ggevent"):
+        return ["-w", "4", "-k", "gevent", "--worker-connections", "1000"]
+    return ["-w", "2", "-k", "gthread", "--threads", "32"]
 
 
 @pytest.fixture(scope="session")
-def httpbin_url(tmp_path_factory):
-    """PyPI httpbin under gunicorn (threaded workers: httpbin pins an old gevent) on 127.0.0.1."""
-    gunicorn = ensure_sut_venv()
-    port = free_port()
+def httpbin_url(tmp_path_factory) -> Iterator[str]:
+    """PyPI httpbin under gunicorn, from its own virtualenv, on 127.0.0.1 and a free port."""
+    python = ensure_sut_venv()
     log = tmp_path_factory.mktemp("httpbin") / "gunicorn.log"
+    port = free_port()
+    cmd = [
+        str(python),
+        "-m",
+        "gunicorn",
+        "-b",
+        f"127.0.0.1:{port}",
+        *gunicorn_worker_args(python),
+        "--graceful-timeout",
+        "5",
+        "--log-level",
+        "warning",
+        "--pythonpath",
+        str(SUT_APP_DIR),
+        "sut_app:app",
+    ]
     with log.open("w") as handle:
-        proc = subprocess.Popen(
-            [
-                str(gunicorn),
-                "-b",
-                f"127.0.0.1:{port}",
-                "-w",
-                "2",
-                "-k",
-                "gthread",
-                "--threads",
-                "16",
-                "--log-level",
-                "warning",
-                "httpbin:app",
-            ],
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-        )
+        # its own session: at the end the whole group (master and workers) can be killed at once
+        proc = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/status/200", timeout=2):
-                break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError(f"httpbin did not start: {log.read_text()[-2000:]}") from None
-            time.sleep(0.2)
-    yield url
-    proc.terminate()
     try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/status/200", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"httpbin did not start ({' '.join(cmd)}):\n{log.read_text()[-3000:]}") from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        with suppress(subprocess.TimeoutExpired):
+            proc.wait(15)
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # workers a stuck master left behind
         proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()

@@ -1,17 +1,89 @@
-"""Small helpers shared by the tests (no fixtures here: see conftest.py)."""
+"""Helpers shared by the tests: ports, Elasticsearch clients and instances, real Locust processes.
+
+No fixtures here (see conftest.py), so test modules can import these directly.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import random
+import signal
 import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from elasticsearch import Elasticsearch
 
+ROOT = Path(__file__).resolve().parents[1]
+ES_SCRIPT = ROOT / "scripts" / "es-local.sh"
+ES_RUN_BASE = Path(os.environ.get("LOCUST_SINK_ES_RUN", "/tmp/locust-sink-es"))
+ES_USER = os.environ.get("ES_USER", "elastic-test")
+ES_PASSWORD = os.environ.get("ES_PASSWORD", "changeme-test")
+
+# ---------------------------------------------------------------------------------------------------- ports
+
+_handed_out: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def port_is_free(port: int) -> bool:
+    """Nothing listens on 127.0.0.1:port (an ES bound to ::ffff:127.0.0.1 counts as listening)."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
 
 def free_port() -> int:
-    with socket.socket() as sock:
+    """A free TCP port on 127.0.0.1, below the kernel's ephemeral range.
+
+    Ports are often used some time after they are chosen (an ES started late, restarted after a kill);
+    an ephemeral port could meanwhile become the source port of one of Locust's many client connections.
+    Ports are never handed out twice in one process.
+    """
+    low, _ = _ephemeral_range()
+    start, stop = (20000, low - 1) if low > 21000 else (low, 65535)
+    for _ in range(200):
+        port = random.randint(start, stop)
+        if port not in _handed_out and port_is_free(port):
+            _handed_out.add(port)
+            return port
+    with socket.socket() as sock:  # crowded range: let the kernel choose
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port = sock.getsockname()[1]
+    _handed_out.add(port)
+    return port
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.5, what: str = "condition") -> Any:
+    """Poll predicate until it returns something truthy (returned); AssertionError after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {result!r})")
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------------------------------------- Elasticsearch
 
 
 def es_client(url: str, **kwargs: Any) -> Elasticsearch:
@@ -20,5 +92,259 @@ def es_client(url: str, **kwargs: Any) -> Elasticsearch:
 
 
 def count(es: Elasticsearch, index: str, query: dict | None = None) -> int:
-    es.indices.refresh(index=index)
-    return es.count(index=index, query=query or {"match_all": {}})["count"]
+    """Documents in index (a name, alias or pattern) matching query, after a refresh; 0 if it does not exist."""
+    es.indices.refresh(index=index, ignore_unavailable=True, allow_no_indices=True)
+    resp = es.count(index=index, query=query or {"match_all": {}}, ignore_unavailable=True, allow_no_indices=True)
+    return resp["count"]
+
+
+def delete_indices(es: Elasticsearch, pattern: str) -> list[str]:
+    """Delete the indices matching pattern (e.g. "t1-abc-*"); returns their names.
+
+    ES 8 refuses wildcard deletes (action.destructive_requires_name), so the names are resolved first.
+    """
+    found = es.indices.get(
+        index=pattern, ignore_unavailable=True, allow_no_indices=True, expand_wildcards="open,closed"
+    )
+    names = sorted(found.keys())
+    if names:
+        es.indices.delete(index=",".join(names), ignore_unavailable=True)
+    return names
+
+
+def es_local(*args: str, timeout: float = 300) -> str:
+    """Run scripts/es-local.sh; its last line of stdout (the URL for start/url)."""
+    proc = subprocess.run(["bash", str(ES_SCRIPT), *args], capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"es-local.sh {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr[-6000:]}"
+        )
+    lines = proc.stdout.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+class EsServer:
+    """A named real ES instance (scripts/es-local.sh) on ports chosen now; nothing runs until start().
+
+    stop() is a clean shutdown, kill() a SIGKILL (a crash); start() again reuses ports, data and certificates.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        security: bool = False,
+        tls: bool = False,
+        port: int | None = None,
+        transport_port: int | None = None,
+    ) -> None:
+        self.name = name
+        self.port = port or free_port()
+        self.transport_port = transport_port or free_port()
+        self.security = security or tls
+        self.tls = tls
+        self.user = ES_USER if self.security else None
+        self.password = ES_PASSWORD if self.security else None
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.dir = ES_RUN_BASE / name
+        self.ca_path = self.dir / "ca.pem"  # written by start() with tls
+        self.startup_seconds: float | None = None  # of the last start()
+
+    def start(self) -> str:
+        args = ["start", self.name, "--port", str(self.port), "--transport-port", str(self.transport_port)]
+        if self.tls:
+            args.append("--tls")
+        elif self.security:
+            args.append("--security")
+        t0 = time.monotonic()
+        es_local(*args)
+        self.startup_seconds = time.monotonic() - t0
+        return self.url
+
+    def stop(self) -> None:
+        es_local("stop", self.name)
+
+    def kill(self) -> None:
+        es_local("kill", self.name)
+
+    def remove(self) -> None:
+        """Stop and delete the instance's folder."""
+        es_local("remove", self.name)
+
+    @property
+    def running(self) -> bool:
+        status = subprocess.run(["bash", str(ES_SCRIPT), "status", self.name], capture_output=True, timeout=30)
+        return status.returncode == 0
+
+    def client(self, **kwargs: Any) -> Elasticsearch:
+        """A client with this instance's credentials and CA."""
+        if self.security:
+            kwargs.setdefault("basic_auth", (self.user, self.password))
+        if self.tls:
+            kwargs.setdefault("ca_certs", str(self.ca_path))
+        return es_client(self.url, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------------ Locust runs
+
+
+class LocustTimeout(subprocess.TimeoutExpired):
+    """A Locust process (or a distributed run) outlived its timeout; everything was killed. Shows the output."""
+
+    def __str__(self) -> str:
+        out = self.output.decode() if isinstance(self.output, bytes) else (self.output or "")
+        err = self.stderr.decode() if isinstance(self.stderr, bytes) else (self.stderr or "")
+        return f"{super().__str__()}\n--- stdout (tail)\n{out[-3000:]}\n--- stderr (tail)\n{err[-6000:]}"
+
+
+def locust_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a Locust subprocess: ours, minus inherited LOCUST_* options, plus env."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_") or k.startswith("LOCUST_SINK_")}
+    base["PYTHONUNBUFFERED"] = "1"
+    base.update(env or {})
+    return base
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the process group (each Locust runs in its own session) and reap it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(10)
+
+
+@dataclass
+class _Started:
+    proc: subprocess.Popen
+    args: list[str]
+    stdout_path: Path
+    stderr_path: Path
+
+    def result(self) -> subprocess.CompletedProcess:
+        done = subprocess.CompletedProcess(
+            self.args,
+            self.proc.returncode,
+            self.stdout_path.read_text(errors="replace"),
+            self.stderr_path.read_text(errors="replace"),
+        )
+        done.stdout_path = self.stdout_path  # type: ignore[attr-defined]
+        done.stderr_path = self.stderr_path  # type: ignore[attr-defined]
+        return done
+
+
+def _start_locust(args: Sequence[str], env: dict[str, str] | None, cwd: Path, label: str) -> _Started:
+    cmd = [sys.executable, "-m", "locust", *args]
+    stdout_path, stderr_path = cwd / f"{label}.stdout", cwd / f"{label}.stderr"
+    with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, env=locust_env(env), stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    return _Started(proc, cmd, stdout_path, stderr_path)
+
+
+def _workdir(cwd: str | Path | None) -> Path:
+    # Locust reads ./locust.conf and ./pyproject.toml: by default run it in an empty folder, not the repo
+    path = Path(cwd) if cwd is not None else Path(tempfile.mkdtemp(prefix="locust-run-"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def run_locust(
+    args: Sequence[str],
+    env: dict[str, str] | None = None,
+    cwd: str | Path | None = None,
+    timeout: float = 120,
+    label: str = "locust",
+) -> subprocess.CompletedProcess:
+    """Run the real `locust` (this Python's `-m locust`) to completion; output goes to cwd/<label>.stdout/.stderr.
+
+    Returns a CompletedProcess with text stdout/stderr (and stdout_path/stderr_path). Past timeout seconds the
+    process group is killed and LocustTimeout raised.
+    """
+    started = _start_locust(args, env, _workdir(cwd), label)
+    try:
+        started.proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(started.proc)
+        done = started.result()
+        raise LocustTimeout(started.args, timeout, output=done.stdout, stderr=done.stderr) from None
+    finally:
+        if started.proc.poll() is None:  # KeyboardInterrupt and the like: never leave a Locust behind
+            _kill_group(started.proc)
+    return started.result()
+
+
+@dataclass
+class DistributedRun:
+    master: subprocess.CompletedProcess
+    workers: list[subprocess.CompletedProcess]
+    master_port: int
+
+    @property
+    def returncodes(self) -> list[int]:
+        return [self.master.returncode, *(w.returncode for w in self.workers)]
+
+
+def run_locust_distributed(
+    master_args: Sequence[str],
+    worker_args: Sequence[str],
+    n_workers: int,
+    timeout: float = 180,
+    env: dict[str, str] | None = None,
+    worker_envs: Sequence[dict[str, str] | None] | None = None,
+    cwd: str | Path | None = None,
+    worker_grace: float = 30,
+) -> DistributedRun:
+    """A real master (`--master --expect-workers N`, bound to 127.0.0.1 on a free port) and N real workers.
+
+    master_args must make the master end by itself (e.g. --headless -t 5s); the helper adds the master/worker
+    wiring. Workers leave when the master quits; any still alive worker_grace seconds later is killed (its
+    return code is then -9). Output files: cwd/master.* and cwd/worker-<i>.*. Past timeout seconds for the
+    master, every process is killed and LocustTimeout raised (with the master's output).
+    """
+    workdir = _workdir(cwd)
+    port = free_port()
+    master = _start_locust(
+        [
+            *master_args,
+            "--master",
+            "--master-bind-host",
+            "127.0.0.1",
+            "--master-bind-port",
+            str(port),
+            "--expect-workers",
+            str(n_workers),
+        ],
+        env,
+        workdir,
+        "master",
+    )
+    workers: list[_Started] = []
+    try:
+        for i in range(n_workers):
+            worker_env = {**(env or {}), **((worker_envs[i] if worker_envs else None) or {})}
+            workers.append(
+                _start_locust(
+                    [*worker_args, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)],
+                    worker_env,
+                    workdir,
+                    f"worker-{i}",
+                )
+            )
+        try:
+            master.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            for started in (master, *workers):
+                _kill_group(started.proc)
+            done = master.result()
+            raise LocustTimeout(master.args, timeout, output=done.stdout, stderr=done.stderr) from None
+        deadline = time.monotonic() + worker_grace
+        for started in workers:
+            try:
+                started.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _kill_group(started.proc)
+    finally:
+        for started in (master, *workers):
+            if started.proc.poll() is None:
+                _kill_group(started.proc)
+    return DistributedRun(master.result(), [w.result() for w in workers], port)

@@ -161,6 +161,9 @@ EXPECTED_TYPES = {
         "interval_failures": "long",
         "num_requests": "long",
         "num_failures": "long",
+        "num_none_requests": "long",
+        "total_content_length": "long",
+        "total_response_time": "double",
         "current_rps": "double",
         "current_fail_per_sec": "double",
         "min_response_time": "double",
@@ -195,6 +198,12 @@ EXPECTED_TYPES = {
         "totals": "object",
         "sink": "object",
         "sink_trouble_nodes": "keyword",
+        "sink_final_flush_complete": "boolean",
+        "sample_rate": "double",
+        "mode": "keyword",
+        "workers": "keyword",
+        "failure_groups": "long",
+        "user_errors": "long",
     },
     "events": {
         "@timestamp": "date",
@@ -236,7 +245,8 @@ def test_install_twice_is_a_noop_the_second_time(es: Elasticsearch, prefix: str)
     assert stored["_meta"]["schema_version"] == SCHEMA_VERSION
     assert stored["index_patterns"] == [f"{prefix}-requests*"]
     assert stored["priority"] >= 200
-    assert stored["composed_of"] == [f"{prefix}-sink@settings", f"{prefix}-sink@mappings"]
+    assert stored["composed_of"] == [f"{prefix}-sink@settings", f"{prefix}-sink@mappings", f"{prefix}-sink@custom"]
+    assert stored["ignore_missing_component_templates"] == [f"{prefix}-sink@custom"]
 
     assert set(schema.install_templates(es, prefix=prefix).values()) == {"unchanged"}
 
@@ -269,7 +279,8 @@ def test_older_template_is_upgraded(es: Elasticsearch, prefix: str) -> None:
 
     stored = es.indices.get_index_template(name=f"{prefix}-requests")["index_templates"][0]["index_template"]
     assert stored["version"] == SCHEMA_VERSION
-    assert stored["composed_of"] == [f"{prefix}-sink@settings", f"{prefix}-sink@mappings"]
+    assert stored["composed_of"] == [f"{prefix}-sink@settings", f"{prefix}-sink@mappings", f"{prefix}-sink@custom"]
+    assert stored["ignore_missing_component_templates"] == [f"{prefix}-sink@custom"]
     schema.create_indices(es, prefix)
     props = mapping(es, prefix, "requests")["properties"]
     assert props["status_code"]["type"] == "integer"
@@ -501,6 +512,7 @@ def test_user_custom_component_template_wins_and_survives_upgrades(es_url):
         assert settings["refresh_interval"] == "17s"
         assert es.cluster.get_component_template(name=schema.custom_component_name(prefix))
     finally:
-        es.options(ignore_status=404).indices.delete(index=f"{prefix}-*")
-        es.options(ignore_status=404).indices.delete_index_template(name=f"{prefix}-*")
+        for family in FAMILIES:
+            es.options(ignore_status=404).indices.delete(index=f"{prefix}-{family}")
+            es.options(ignore_status=404).indices.delete_index_template(name=f"{prefix}-{family}")
         es.options(ignore_status=404).cluster.delete_component_template(name=f"{prefix}-sink@*")
