@@ -194,7 +194,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
 
 def cmd_kibana(args: argparse.Namespace) -> int:
-    from .kibana import import_saved_objects
+    from .kibana import describe_errors, import_saved_objects
 
     try:
         result = import_saved_objects(
@@ -204,6 +204,8 @@ def cmd_kibana(args: argparse.Namespace) -> int:
         print(f"locust-sink: Kibana import failed: {exc}", file=sys.stderr)
         return 1
     print(f"locust-sink: imported {result.get('successCount', 0)} saved objects into {args.kibana_url}")
+    for line in describe_errors(result):
+        print(f"locust-sink: Kibana refused {line}", file=sys.stderr)
     return 0 if result.get("success", False) else 1
 
 
