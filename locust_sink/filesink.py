@@ -22,12 +22,14 @@ def safe_name(text: str) -> str:
 
 def write_items(handle, items: Iterable[BulkItem]) -> int:  # type: ignore[no-untyped-def]
     """Append items in bulk format; returns bytes written."""
-    written = 0
+    parts: list[bytes] = []
     for item in items:
-        line = item.action_line() + b"\n" + item.source + b"\n"
-        handle.write(line)
-        written += len(line)
-    return written
+        parts.append(item.action_line())
+        parts.append(item.source)
+    parts.append(b"")
+    data = b"\n".join(parts)
+    handle.write(data)  # one write per batch: a torn write can only cut the last pair, which read_items skips
+    return len(data)
 
 
 def read_items(path: Path) -> Iterator[BulkItem]:

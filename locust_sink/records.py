@@ -105,10 +105,3 @@ def request_document(record: RequestRecord, node: str) -> dict[str, Any]:
 def document_id(run_id: str, node: str, seq: int) -> str:
     """Deterministic id: a retry or replay of the same record can never create a second document."""
     return f"{run_id}:{node}:{seq}"
-
-
-def bulk_action(index: str, doc_id: str | None) -> bytes:
-    """The `create` action line; `create` turns a duplicate into a harmless 409."""
-    if doc_id is None:
-        return orjson.dumps({"create": {"_index": index}})
-    return orjson.dumps({"create": {"_index": index, "_id": doc_id}})

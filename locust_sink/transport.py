@@ -18,6 +18,7 @@ import elastic_transport
 import elasticsearch
 import orjson
 from elasticsearch import Elasticsearch
+from elasticsearch.serializer import OrjsonSerializer
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 BULK_FILTER_PATH = "errors,items.*.status,items.*.error"
@@ -34,10 +35,21 @@ class BulkItem(NamedTuple):
     run_id: str = ""
 
     def action_line(self) -> bytes:
-        meta: dict[str, Any] = {"_index": self.index}
-        if self.doc_id is not None:
-            meta["_id"] = self.doc_id
-        return orjson.dumps({self.op: meta})
+        return action_line(self.op, self.index, self.doc_id)
+
+
+_ACTION_PREFIXES: dict[tuple[str, str], bytes] = {}
+
+
+def action_line(op: str, index: str, doc_id: str | None) -> bytes:
+    """`{"create":{"_index":...,"_id":...}}`: the constant part is built once per (op, index) -- this runs
+    once per record, so it matters."""
+    prefix = _ACTION_PREFIXES.get((op, index))
+    if prefix is None:
+        prefix = _ACTION_PREFIXES[(op, index)] = orjson.dumps({op: {"_index": index}})[:-2]
+    if doc_id is None:
+        return prefix + b"}}"
+    return prefix + b',"_id":' + orjson.dumps(doc_id) + b"}}"
 
 
 @dataclass
@@ -149,7 +161,8 @@ def make_client(config: EsConfig) -> Elasticsearch:
         kwargs["api_key"] = config.api_key
     elif config.username or config.password:
         kwargs["basic_auth"] = (config.username or "", config.password or "")
-    return Elasticsearch(config.urls, **kwargs)
+    # orjson for the (de)serialisation the client does itself: bulk responses are parsed ~10x faster
+    return Elasticsearch(config.urls, serializer=OrjsonSerializer(), **kwargs)
 
 
 def client_major() -> int:
