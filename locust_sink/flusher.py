@@ -103,6 +103,8 @@ class Flusher:
         self._secrets = es_config.secrets() if es_config else []
         self._stale_spool_reported = False
         self._ever_up = False
+        self._drain_requested = False
+        self._last_drain = time.monotonic()
         self._dead_letter_kinds: set[str] = set()
         self._recovering = False
         self._outage_announced = False
@@ -113,6 +115,8 @@ class Flusher:
             self._greenlet = gevent.spawn(self._run)
 
     def wake(self) -> None:
+        """Deliver everything queued now (test stop, final flush), partial batches included."""
+        self._drain_requested = True
         self._wake.set()
 
     def submit_document(
@@ -145,7 +149,7 @@ class Flusher:
             while time.monotonic() < deadline:
                 if not self.pending() and not self._busy and not self._worth_waiting_for_spool():
                     break
-                self._wake.set()
+                self.wake()
                 gevent.sleep(0.02)
         except KeyboardInterrupt:
             # A second Ctrl-C: stop waiting for Elasticsearch, but keep every record (spool), and let
@@ -204,17 +208,31 @@ class Flusher:
                 self._busy = False
 
     def _cycle(self) -> None:
+        # Full batches go out as soon as they are queued; a partial batch only once per flush interval (or
+        # when a flush is requested). Sending whatever is queued after each 20 ms bulk request would make
+        # tiny batches: many more HTTP requests, and more CPU taken from the load test.
+        now = time.monotonic()
+        drain_all = self._drain_requested or self._closing or now - self._last_drain >= self.settings.flush_interval
+        if drain_all:
+            self._drain_requested = False
+            self._last_drain = now
+        batch = self.settings.batch_size
+
+        def more() -> bool:
+            queued = len(self.buffer) + len(self._docs)
+            return queued >= batch or (drain_all and queued > 0)
+
         if self.mode == "file":
-            while len(self.buffer) or self._docs:
+            while more():
                 self._write_file(self._next_batch())
             return
-        if self.state != "up" and time.monotonic() >= self._next_probe:
+        if self.state != "up" and now >= self._next_probe:
             self._connect()
         if self.state == "up":
             self._replay_one_segment()
-        while (len(self.buffer) or self._docs) and self.state == "up":
+        while more() and self.state == "up":
             self._deliver(self._next_batch())
-        while (len(self.buffer) or self._docs) and self.state != "up":
+        while more() and self.state != "up":
             self._park(self._next_batch())
 
     def _next_batch(self) -> list[BulkItem]:

@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""Where does the Locust process spend its CPU with the sink? A CPU-time sampling profile of a real run.
+
+    python3 bench/profile_sink.py --variant es --duration 20 [--es-url URL] [--top 15]
+
+Same setup as bench/overhead.py (its own nginx; its own Elasticsearch via scripts/es-local.sh unless
+--es-url), one headless Locust process. Inside that process a SIGPROF timer (ITIMER_PROF: it ticks with the
+process's own user+sys CPU time) fires every millisecond and records the Python stack of whatever greenlet
+is running. So the samples are proportional to CPU, attributed in place (cold caches, GC and all), with
+little distortion, unlike cProfile, which slows function-call-heavy code far more than the rest.
+
+Prints the share of samples with a locust_sink frame on the stack (the sink's whole cost, including the
+client libraries it calls), the split of that share by sink function, and the busiest leaf functions.
+Caveat: a signal is handled at the next bytecode, so time in C code (orjson, socket calls, the gevent hub's
+event loop) is charged to the Python function that runs next, normally the caller.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+INTERVAL = 0.001  # seconds of process CPU time between samples (in practice the kernel tick, e.g. 4 ms)
+
+
+def child(out_path: str, locust_args: list[str]) -> None:
+    """Run Locust in this process under the sampler; write the stack counts as JSON at exit."""
+    import atexit
+    import runpy
+    import signal
+
+    counts: collections.Counter[tuple[str, ...]] = collections.Counter()
+
+    def on_sigprof(_signum: int, frame: object) -> None:
+        stack = []
+        f = frame
+        while f is not None and len(stack) < 60:
+            code = f.f_code  # type: ignore[attr-defined]
+            stack.append(f"{code.co_filename}:{code.co_name}")
+            f = f.f_back  # type: ignore[attr-defined]
+        counts[tuple(stack)] += 1
+
+    written = []
+
+    def dump() -> None:
+        if written:
+            return
+        written.append(True)
+        signal.setitimer(signal.ITIMER_PROF, 0, 0)
+        times = os.times()
+        with open(out_path, "w") as fh:
+            json.dump({"cpu_s": times.user + times.system, "samples": [[list(k), v] for k, v in counts.items()]}, fh)
+
+    atexit.register(dump)
+    signal.signal(signal.SIGPROF, on_sigprof)
+    signal.setitimer(signal.ITIMER_PROF, INTERVAL, INTERVAL)
+    sys.argv = ["locust", *locust_args]
+    try:
+        runpy.run_module("locust", run_name="__main__", alter_sys=True)
+    finally:
+        dump()
+
+
+def package(path: str) -> str:
+    for marker in ("locust_sink", "elasticsearch", "elastic_transport", "urllib3", "geventhttpclient", "gevent"):
+        if f"/{marker}/" in path:
+            return marker
+    if "/locust/" in path:
+        return "locust"
+    if "/lib/python3" in path and "site-packages" not in path:
+        return "stdlib"
+    return "other"
+
+
+def short(frame: str) -> str:
+    """`…/pkg/module.py:function` -> `pkg/module.py:function`."""
+    path, _, func = frame.rpartition(":")
+    parts = path.split("/")
+    return "/".join(parts[-2:]) + ":" + func
+
+
+def report(data: dict, top: int) -> None:
+    samples: list[tuple[list[str], int]] = data["samples"]
+    total = sum(n for _, n in samples)
+    if not total:
+        print("no samples")
+        return
+    sink = collections.Counter()
+    leaf_pkg = collections.Counter()
+    leaf_fn = collections.Counter()
+    sink_total = 0
+    for stack, n in samples:
+        leaf_pkg[package(stack[0])] += n
+        leaf_fn[short(stack[0])] += n
+        sink_frames = [s for s in stack if "/locust_sink/" in s]
+        if sink_frames:
+            sink_total += n
+            # the outermost sink function on the stack: the entry point (on_request, Flusher._run, ...)
+            outer = short(sink_frames[-1]).split("/")[-1]
+            # and the innermost: where inside the sink (or below it, in a library) the time goes
+            inner = short(sink_frames[0]).split("/")[-1]
+            below = package(stack[0])
+            sink[f"{outer:32s} > {inner:36s} [leaf in {below}]"] += n
+    # the kernel checks CPU-time timers on its scheduler tick: a sample per max(INTERVAL, 1/HZ) of CPU
+    print(f"\n{total} samples over {data['cpu_s']:.1f} s of Locust-process CPU (user+sys)")
+    print(f"samples with a locust_sink frame on the stack: {sink_total} = {100 * sink_total / total:.1f} %")
+    print("\nsink samples by entry point > innermost sink function [package of the leaf frame]:")
+    for key, n in sink.most_common(top):
+        print(f"  {100 * n / total:5.1f} %  {key}")
+    print("\nall samples by package of the leaf frame:")
+    for key, n in leaf_pkg.most_common():
+        print(f"  {100 * n / total:5.1f} %  {key}")
+    print(f"\ntop {top} leaf functions:")
+    for key, n in leaf_fn.most_common(top):
+        print(f"  {100 * n / total:5.1f} %  {key}")
+
+
+def main() -> int:
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        child(sys.argv[2], sys.argv[3:])
+        return 0
+    sys.path.insert(0, str(HERE))
+    from overhead import INDEX_PREFIX, LOCUSTFILES, Elasticsearch, Nginx, log
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--variant", choices=("baseline", "file", "es"), default="es")
+    p.add_argument("--duration", type=int, default=20)
+    p.add_argument("--users", type=int, default=20)
+    p.add_argument("--es-url")
+    p.add_argument("--top", type=int, default=15)
+    p.add_argument("--python", default=sys.executable)
+    p.add_argument("--locustfile", help="profile this locustfile instead of bench/locustfiles/*.py")
+    p.add_argument("--save", type=Path, help="also keep the raw samples (JSON) here")
+    args = p.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-profile-"))
+    nginx = Nginx()
+    es = Elasticsearch(args.es_url)
+    try:
+        nginx.start()
+        if args.variant == "es":
+            es.start()
+        out = work / "samples.json"
+        locust_args = [
+            "-f", args.locustfile or str(LOCUSTFILES["baseline" if args.variant == "baseline" else "sink"]),
+            "--headless", "--only-summary", "-u", str(args.users), "-r", str(args.users),
+            "-t", f"{args.duration}s", "--host", nginx.url, "--exit-code-on-error", "0",
+        ]  # fmt: skip
+        if args.variant != "baseline":
+            locust_args += ["--sink-dir", str(work / "sink")]
+        if args.variant == "es":
+            locust_args += ["--es-url", str(es.url), "--es-index-prefix", INDEX_PREFIX]
+        cmd = [args.python, str(Path(__file__).resolve()), "--child", str(out), *locust_args]
+        log(f"profiling the {args.variant} variant for {args.duration} s")
+        proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=args.duration + 120)
+        for line in proc.stderr.splitlines():
+            if "final flush took" in line or "Traceback" in line or "Error" in line:
+                log(line.strip())
+        if args.save:
+            shutil.copy(out, args.save)
+        report(json.loads(out.read_text()), args.top)
+    finally:
+        nginx.stop()
+        es.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
