@@ -184,7 +184,9 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
     es, config = _connect(args)
     try:
-        result = schema.install_templates(es, prefix=args.es_index_prefix, replicas=args.replicas)
+        result = schema.install_templates(
+            es, prefix=args.es_index_prefix, replicas=args.replicas, ilm_policy=args.ilm_policy
+        )
     except Exception as exc:
         print(f"locust-sink: template setup failed: {redact(str(exc), config.secrets())}", file=sys.stderr)
         return 1
@@ -237,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     setup = sub.add_parser("setup", help="install/upgrade locust-sink's index templates")
     setup.add_argument("--es-index-prefix", default=_env("LOCUST_ES_INDEX_PREFIX", "locust"))
     setup.add_argument("--replicas", type=int, default=int(_env("LOCUST_ES_REPLICAS", "0")))
+    setup.add_argument("--ilm-policy", default=_env("LOCUST_ES_ILM_POLICY"), help="ILM policy, if the cluster has ILM")
     _add_es_arguments(setup)
     setup.set_defaults(func=cmd_setup)
 

@@ -22,6 +22,7 @@ DEFAULTS: dict[str, Any] = {
     "es_request_timeout": 10.0,
     "es_setup": True,
     "es_replicas": 0,
+    "es_ilm_policy": None,
     "sink_dir": "locust-results",
     "run_id": None,
     "run_tag": None,
@@ -120,6 +121,11 @@ def add_arguments(parser: Any) -> None:
         help="Install/upgrade locust-sink's index templates at start (default true)",
     )
     add("--es-replicas", type=int, default=0, help="number_of_replicas in the templates (default 0: dev cluster)")
+    add(
+        "--es-ilm-policy",
+        default=None,
+        help="ILM policy for the indices, if the cluster has ILM (detected; ignored with a warning otherwise)",
+    )
     add(
         "--sink-dir",
         default="locust-results",
@@ -223,6 +229,7 @@ class SinkOptions:
     run_id: str | None
     tags: dict[str, str] = field(default_factory=dict)
     description: str | None = None
+    ilm_policy: str | None = None
 
     @classmethod
     def from_values(cls, v: dict[str, Any]) -> SinkOptions:
@@ -262,4 +269,5 @@ class SinkOptions:
             run_id=v["run_id"] or None,
             tags=parse_tags(v["run_tag"]),
             description=v["run_description"],
+            ilm_policy=v["es_ilm_policy"] or None,
         )

@@ -98,12 +98,12 @@ class LocustSink:
         self.buffer.batch_size = opts.settings.batch_size
         setup = None
         if opts.es is not None and opts.setup_templates:
-            prefix, replicas = opts.index_prefix, opts.replicas
+            prefix, replicas, ilm_policy = opts.index_prefix, opts.replicas, opts.ilm_policy
 
             def setup(es: Any) -> None:
                 from . import schema
 
-                schema.install_templates(es, prefix=prefix, replicas=replicas)
+                schema.install_templates(es, prefix=prefix, replicas=replicas, ilm_policy=ilm_policy)
 
         self.flusher = Flusher(
             self.buffer,

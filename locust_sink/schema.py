@@ -10,7 +10,9 @@ composable index template with the pattern `<prefix>-<family>*`. Why plain indic
   and replays idempotent for the run document (`index` op on `_id` = run_id);
 - retention is `_delete_by_query` on `@timestamp`/`run_id` today; the `*` in the patterns leaves room for a
   date-suffixed layout (`<prefix>-requests-2025.01`) behind the same templates later;
-- clusters with ILM: the index templates also compose `<prefix>-sink@custom`, a component template that
+- clusters with ILM: `--es-ilm-policy NAME` puts `index.lifecycle.name` into the settings component when
+  `GET _ilm/status` answers (detected at install; otherwise one warning and no policy). The index templates
+  also compose `<prefix>-sink@custom`, a component template that
   locust-sink never writes and that is ignored while missing; a user's ILM policy or shard settings go
   there and survive template upgrades.
 
@@ -237,7 +239,9 @@ def family_mappings(family: str, flattened: bool = True) -> dict[str, Any]:
     }
 
 
-def template_bodies(prefix: str, replicas: int = 0, flattened: bool = True) -> dict[str, tuple[str, dict[str, Any]]]:
+def template_bodies(
+    prefix: str, replicas: int = 0, flattened: bool = True, ilm_policy: str | None = None
+) -> dict[str, tuple[str, dict[str, Any]]]:
     """Everything to install: `{key: (kind, body)}`, kind `component` or `index`, components first.
 
     The bodies carry `version` and `_meta` (with a fingerprint of the rest of the body).
@@ -259,6 +263,7 @@ def template_bodies(prefix: str, replicas: int = 0, flattened: bool = True) -> d
                             # a malformed value (e.g. a string in a number field) is skipped and listed in
                             # `_ignored` instead of rejecting the document: recording must not lose requests.
                             "mapping": {"ignore_malformed": True},
+                            **({"lifecycle": {"name": ilm_policy}} if ilm_policy else {}),
                         }
                     }
                 }
@@ -385,12 +390,22 @@ def _stored_version(stored: dict[str, Any]) -> int:
 # --------------------------------------------------------------------------------------------- install
 
 
+def ilm_available(es: Elasticsearch) -> bool:
+    """Whether the cluster has ILM (`GET _ilm/status` answers); stripped and some managed builds do not."""
+    try:
+        es.perform_request("GET", "/_ilm/status", headers={"accept": "application/json"})
+    except elasticsearch.ApiError:
+        return False
+    return True
+
+
 def install_templates(
     es: Elasticsearch,
     prefix: str = "locust",
     replicas: int = 0,
     log: logging.Logger = logger,
     flattened: bool | None = None,
+    ilm_policy: str | None = None,
 ) -> dict[str, str]:
     """Install or upgrade the component and index templates; safe to call at every start.
 
@@ -404,7 +419,14 @@ def install_templates(
         flattened = supports_field_type(es, "flattened")
         if not flattened:
             log.warning("locust-sink: this Elasticsearch has no 'flattened' type; context/tags/details are stored only")
-    wanted = template_bodies(prefix, replicas=replicas, flattened=flattened)
+    if ilm_policy and not ilm_available(es):
+        log.warning(
+            "locust-sink: this Elasticsearch has no ILM (index lifecycle management); --es-ilm-policy %r is "
+            "ignored and the indices are kept until deleted",
+            ilm_policy,
+        )
+        ilm_policy = None
+    wanted = template_bodies(prefix, replicas=replicas, flattened=flattened, ilm_policy=ilm_policy)
     stored = {name: _get_template(es, kind, name) for name, (kind, _) in wanted.items()}
 
     def key(name: str) -> str:
@@ -461,6 +483,7 @@ def create_indices(
     prefix: str = "locust",
     log: logging.Logger = logger,
     flattened: bool | None = None,
+    ilm_policy: str | None = None,
 ) -> dict[str, str]:
     """Create the four indices if missing (after install_templates) so the first bulks do not race on auto-create.
 

@@ -516,3 +516,33 @@ def test_user_custom_component_template_wins_and_survives_upgrades(es_url):
             es.options(ignore_status=404).indices.delete(index=f"{prefix}-{family}")
             es.options(ignore_status=404).indices.delete_index_template(name=f"{prefix}-{family}")
         es.options(ignore_status=404).cluster.delete_component_template(name=f"{prefix}-sink@*")
+
+
+def test_ilm_policy_is_detected_and_skipped_where_the_cluster_has_no_ilm(es_url, caplog):
+    """--es-ilm-policy: put into the settings when `_ilm/status` answers; this stripped ES has no ILM, so the
+    sink says so once and installs the templates without it (the template body with it is checked too)."""
+    import logging
+    import uuid
+
+    from helpers import es_client
+
+    from locust_sink import schema
+
+    body = schema.template_bodies("p", ilm_policy="keep-30d")["p-sink@settings"][1]
+    assert body["template"]["settings"]["index"]["lifecycle"] == {"name": "keep-30d"}
+    assert "lifecycle" not in schema.template_bodies("p")["p-sink@settings"][1]["template"]["settings"]["index"]
+
+    es = es_client(es_url)
+    assert schema.ilm_available(es) is False
+    prefix = f"test-schema-{uuid.uuid4().hex[:8]}"
+    try:
+        with caplog.at_level(logging.WARNING):
+            schema.install_templates(es, prefix=prefix, ilm_policy="keep-30d")
+        assert [r for r in caplog.records if "has no ILM" in r.getMessage()]
+        stored = es.cluster.get_component_template(name=schema.settings_component_name(prefix))
+        settings = stored["component_templates"][0]["component_template"]["template"]["settings"]["index"]
+        assert "lifecycle" not in settings
+    finally:
+        for family in FAMILIES:
+            es.options(ignore_status=404).indices.delete_index_template(name=f"{prefix}-{family}")
+        es.options(ignore_status=404).cluster.delete_component_template(name=f"{prefix}-sink@*")
