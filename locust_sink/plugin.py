@@ -27,6 +27,7 @@ from .records import RequestRecord
 from .stats import StatsRecorder
 
 log = logging.getLogger("locust_sink")
+_new_tuple = tuple.__new__  # builds a RequestRecord without NamedTuple's Python-level __new__
 # The client logs every request at INFO: thousands of lines per run that say nothing the sink does not.
 logging.getLogger("elastic_transport").setLevel(logging.WARNING)
 
@@ -162,19 +163,22 @@ class LocustSink:
             error = StatsError.parse_error(exception)
         self._seq += 1
         self.buffer.put(
-            RequestRecord(
-                self._seq,
-                start_time if start_time is not None else time.time() - (response_time or 0) / 1000.0,
-                request_type,
-                name,
-                response_time,
-                response_length or 0,
-                getattr(response, "status_code", None),
-                error,
-                context or None,
-                url,
-                self.run_id,
-                rate,
+            _new_tuple(
+                RequestRecord,
+                (
+                    self._seq,
+                    start_time if start_time is not None else time.time() - (response_time or 0) / 1000.0,
+                    request_type,
+                    name,
+                    response_time,
+                    response_length or 0,
+                    getattr(response, "status_code", None),
+                    error,
+                    context or None,
+                    url,
+                    self.run_id,
+                    rate,
+                ),
             )
         )
 

@@ -14,7 +14,12 @@ import orjson
 
 
 class RequestRecord(NamedTuple):
-    """One request, as captured on the hot path (cheap to build: a tuple of references)."""
+    """One request, as captured on the hot path (cheap to build: a tuple of references).
+
+    The hot path builds it with `tuple.__new__(RequestRecord, (...))`, fields in this order: a
+    NamedTuple's own constructor is a Python-level function (~0.4 µs a call), `tuple.__new__` a C call
+    (~0.15 µs).
+    """
 
     seq: int
     start_time: float  # epoch seconds, request start
@@ -31,16 +36,16 @@ class RequestRecord(NamedTuple):
 
 
 _second_cache: list[Any] = [None, ""]
+_MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))  # formatting ".123Z" per record costs ~0.4 µs; a lookup ~0.05
 
 
 def iso_timestamp(epoch: float) -> str:
     """ISO-8601 UTC with millisecond precision; caches the per-second prefix (records arrive in order)."""
     whole = int(epoch)
-    millis = int((epoch - whole) * 1000)
     if _second_cache[0] != whole:
         _second_cache[0] = whole
         _second_cache[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-    return f"{_second_cache[1]}.{millis:03d}Z"
+    return _second_cache[1] + _MILLIS[int((epoch - whole) * 1000)]
 
 
 def _default(value: Any) -> Any:
@@ -58,8 +63,14 @@ _OPTS = orjson.OPT_NON_STR_KEYS
 def dumps(doc: Mapping[str, Any]) -> bytes:
     """Serialise one document; never raises for odd values (they are stringified)."""
     try:
+        # The common case first: plain JSON types need neither `default` nor options (keyword arguments
+        # alone cost orjson ~0.15 µs a call, and this runs once per record).
+        return orjson.dumps(doc)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        pass
+    try:
         return orjson.dumps(doc, default=_default, option=_OPTS)
-    except (TypeError, orjson.JSONEncodeError):
+    except TypeError:
         # e.g. integers past 64 bits or recursive structures: fall back to a fully stringified copy.
         return orjson.dumps(_stringify(doc), option=_OPTS)
 
@@ -80,25 +91,28 @@ def _stringify(value: Any, depth: int = 0) -> Any:
 
 def request_document(record: RequestRecord, node: str) -> dict[str, Any]:
     """The `<prefix>-requests` document for one record (see docs/DESIGN.md)."""
+    # Unpacking is several times cheaper than 12 named-attribute lookups; this runs once per record.
+    (_seq, start_time, request_type, name, response_time, response_length, status_code, exception, context, url,
+     run_id, sample_rate) = record  # fmt: skip
     doc: dict[str, Any] = {
-        "@timestamp": iso_timestamp(record.start_time),
-        "run_id": record.run_id,
+        "@timestamp": iso_timestamp(start_time),
+        "run_id": run_id,
         "node": node,
-        "request_type": record.request_type,
-        "name": record.name,
-        "url": record.url,
-        "response_time": record.response_time,
-        "response_length": record.response_length,
-        "success": record.exception is None,
+        "request_type": request_type,
+        "name": name,
+        "url": url,
+        "response_time": response_time,
+        "response_length": response_length,
+        "success": exception is None,
     }
-    if record.status_code is not None:
-        doc["status_code"] = record.status_code
-    if record.exception is not None:
-        doc["exception"] = record.exception
-    if record.context:
-        doc["context"] = record.context
-    if record.sample_rate < 1.0:
-        doc["sample_rate"] = record.sample_rate
+    if status_code is not None:
+        doc["status_code"] = status_code
+    if exception is not None:
+        doc["exception"] = exception
+    if context:
+        doc["context"] = context
+    if sample_rate < 1.0:
+        doc["sample_rate"] = sample_rate
     return doc
 
 

@@ -182,3 +182,52 @@ def test_every_option_has_its_locust_env_var(monkeypatch):
     env_names = {a.dest: getattr(a, "env_var", None) for a in parser._actions}
     for dest in DEFAULTS:
         assert env_names[dest] == "LOCUST_" + dest.upper(), dest
+
+
+def test_flusher_encoding_equals_the_reference_shapes(tmp_path):
+    """The flusher's inlined per-record encoding must produce exactly document_id / action_line / dumps of
+    request_document, for plain records and for the odd ones (failures, context, sampling, no response)."""
+    from gevent.event import Event
+
+    from locust_sink.flusher import Flusher, SinkSettings
+    from locust_sink.records import document_id
+    from locust_sink.transport import action_line, encode_body
+
+    records = [
+        record(1),
+        record(2, exception="HTTPError('500')", status_code=500, context={"user": 3, 4: b"\xff"}),
+        record(3, status_code=None, url=None, run_id='we"ird\\id', sample_rate=0.25),
+        record(4, start_time=1700000000.9999, name="/ü/\n"),
+    ]
+    wake = Event()
+    flusher = Flusher(RecordBuffer(10, 10, wake), wake, "w-1", "pfx", tmp_path, SinkSettings())
+    items = flusher._encode(records, [], yielding=False)
+    assert len(items) == len(records)
+    for item, rec in zip(items, records, strict=True):
+        doc_id = document_id(rec.run_id, "w-1", rec.seq)
+        assert (item.op, item.index, item.doc_id, item.run_id, item.is_request) == (
+            "create",
+            "pfx-requests",
+            doc_id,
+            rec.run_id,
+            True,
+        )
+        assert item.source == dumps(request_document(rec, "w-1"))
+        assert item.action_line() == action_line("create", "pfx-requests", doc_id)
+        assert orjson.loads(item.action_line()) == {"create": {"_index": "pfx-requests", "_id": doc_id}}
+    body = encode_body(items).split(b"\n")
+    assert body[-1] == b"" and len(body) == 2 * len(records) + 1
+    assert orjson.loads(body[3])["context"] == {"user": 3, "4": "\ufffd"}
+
+
+def test_serializer_skips_item_parsing_only_for_error_free_bulk_responses():
+    from locust_sink.transport import SinkSerializer
+
+    ser = SinkSerializer()
+    ok = b'{"errors":false,"items":[{"create":{"status":201}},{"create":{"status":409}}]}'
+    assert ser.loads(ok) == {"errors": False}
+    failed = b'{"errors":true,"items":[{"create":{"status":201}},{"create":{"status":400,"error":{"type":"x"}}}]}'
+    assert ser.loads(failed)["items"][1]["create"]["error"] == {"type": "x"}
+    other = b'{"cluster_name":"c","errors":false}'
+    assert ser.loads(other) == {"cluster_name": "c", "errors": False}
+    assert ser.loads(b"") is None
