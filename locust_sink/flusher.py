@@ -47,7 +47,7 @@ MAX_BULK_BYTES = 5 * 1024 * 1024
 class SinkSettings:
     """Tuning knobs; see docs/DESIGN.md for the matching command-line options."""
 
-    batch_size: int = 2000  # each _bulk request costs ~1 ms of client CPU: bigger batches, less overhead
+    batch_size: int = 500
     flush_interval: float = 1.0
     queue_size: int = 100_000
     flush_timeout: float = 30.0
