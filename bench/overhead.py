@@ -5,16 +5,19 @@
 
 Starts its own nginx (127.0.0.1, free port, generated config in a temp dir) and, unless --es-url is given,
 an Elasticsearch with scripts/es-local.sh. Then, per round and per CPU mode, runs one headless Locust
-process (FastHttpUser, no wait time, no --processes) for --duration seconds in each of three variants:
+process (FastHttpUser, no wait time, no --processes) for --duration seconds in each of four variants:
 
     baseline  locustfile without `import locust_sink`
     file      with the sink, no --es-url: NDJSON files under a temp --sink-dir
     es        with the sink -> the real Elasticsearch
+    es-load   the baseline locustfile, while bench/es_neighbour.py (a process of its own, pinned like
+              Elasticsearch) sends --neighbour-rate records/s through the sink to the same Elasticsearch:
+              what an indexing Elasticsearch on the same machine costs Locust, without the sink in Locust
 
-The variant order rotates from round to round so that drift (other load on the machine, thermal, ES
-merging) does not favour one variant. CPU modes: `shared` (no pinning) and `pinned` (Locust on the last
-CPU, nginx and Elasticsearch on the others). Per run: requests/s (Locust's --json-file totals over the
-window Locust measured), Locust CPU per request (user+sys from wait4's rusage for the whole process, and
+The variant order rotates from round to round so that drift (other load on the machine, thermal, ES merging)
+does not favour one variant. CPU modes: `shared` (no pinning) and `pinned` (Locust on the last CPU, nginx,
+Elasticsearch and the es-load neighbour on the others). Per run: requests/s (Locust's --json-file totals over
+the window Locust measured), Locust CPU per request (user+sys from wait4's rusage for the whole process, and
 for the load window only from /proc samples), p50/p99 from Locust's response-time histograms, the sink's
 final-flush time from its log line, and a delivery check: the number of request records in ES (or in the
 NDJSON file) must equal Locust's request count, else the benchmark fails (exit status 1).
@@ -50,7 +53,8 @@ LOCUSTFILES = {"baseline": HERE / "locustfiles" / "plain.py", "sink": HERE / "lo
 ES_LOCAL = REPO / "scripts" / "es-local.sh"
 ES_INSTANCE = "bench-overhead"
 INDEX_PREFIX = "locust-bench"
-VARIANTS = ("baseline", "file", "es")
+VARIANTS = ("baseline", "file", "es", "es-load")
+NEIGHBOUR = HERE / "es_neighbour.py"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 STATIC_BODY = b"<!doctype html><title>bench</title><p>locust-sink overhead benchmark: a small static file.</p>\n"
 FLUSH_RE = re.compile(r"locust-sink: run (\S+): (\d+) request records -> .*?: (.*); final flush took ([0-9.]+) s")
@@ -302,6 +306,8 @@ class Run:
     sink_emitted: int | None = None
     sink_summary: str | None = None
     delivered: int | None = None  # request records found in ES / in the NDJSON file
+    neighbour_cores: float = 0.0  # es-load: CPU of bench/es_neighbour.py / window
+    neighbour_indexed: int | None = None  # es-load: records the neighbour indexed (must equal what it emitted)
     problems: list[str] = field(default_factory=list)
 
 
@@ -343,8 +349,9 @@ def run_locust(
     locust_cpu: int | None,
     work: Path,
     server_pids: dict[str, list[int]],
+    neighbour_cpus: set[int] | None = None,
 ) -> Run:
-    sink = run.variant != "baseline"
+    sink = run.variant in ("file", "es")
     out = work / f"r{run.round}-{run.mode}-{run.variant}"
     out.mkdir()
     cmd = [
@@ -366,6 +373,22 @@ def run_locust(
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("LOCUST_ES_URL", None)
     stderr_path = out / "locust.log"
+    neighbour = None
+    if run.variant == "es-load":
+        # The es variant's indexing work for Elasticsearch, from a process of its own, next to a Locust
+        # without the sink (it runs a little longer than Locust and is stopped when Locust is done).
+        neighbour = subprocess.Popen(
+            [
+                args.python, str(NEIGHBOUR), "--es-url", str(es.url), "--es-index-prefix", INDEX_PREFIX,
+                "--rate", str(args.neighbour_rate), "--duration", str(args.duration + args.grace),
+                "--run-id", run.run_id,
+            ],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+        if neighbour_cpus is not None:
+            set_affinity(neighbour.pid, neighbour_cpus)
+        server_pids = {**server_pids, "neighbour": [neighbour.pid]}
+        time.sleep(1.0)  # imports, connection and templates, before Locust starts
     started = time.time()
     with open(stderr_path, "wb") as errf:
         proc = subprocess.Popen(cmd, cwd=out, stdout=errf, stderr=subprocess.STDOUT, env=env)
@@ -394,6 +417,22 @@ def run_locust(
             break
         time.sleep(0.1)
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: keep Popen from waiting again
+    if neighbour is not None:
+        neighbour.send_signal(signal.SIGTERM)
+        try:
+            output, _ = neighbour.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            neighbour.kill()
+            output, _ = neighbour.communicate()
+            run.problems.append("es_neighbour.py did not stop within 120 s")
+        lines = output.decode(errors="replace").strip().splitlines()
+        try:
+            report = json.loads(lines[-1])
+            run.neighbour_indexed = report["indexed"]
+            if report["indexed"] != report["emitted"]:
+                run.problems.append(f"es_neighbour.py: {report['summary']}")
+        except (IndexError, ValueError, KeyError):
+            run.problems.append("es_neighbour.py: " + " | ".join(lines[-5:]))
     run.exit_code = proc.returncode
     run.wall_s = time.time() - started
     run.cpu_total_s = rusage.ru_utime + rusage.ru_stime
@@ -426,6 +465,7 @@ def run_locust(
             run.locust_busy = run.cpu_window_s / run.window_s
             run.nginx_cores = server.get("nginx", 0.0) / run.window_s
             run.es_cores = server.get("es", 0.0) / run.window_s
+            run.neighbour_cores = server.get("neighbour", 0.0) / run.window_s
     if run.requests:
         run.cpu_us_per_req = run.cpu_total_s / run.requests * 1e6
         run.cpu_window_us_per_req = run.cpu_window_s / run.requests * 1e6
@@ -529,13 +569,14 @@ def summarize(runs: list[Run], modes: list[str], variants: list[str]) -> tuple[l
                 "p50_ms": med([r.p50_ms for r in rs]),
                 "p99_ms": med([r.p99_ms for r in rs]),
                 "flush_ms": med([r.flush_s * 1000 for r in rs if r.flush_s is not None])
-                if variant != "baseline"
+                if variant in ("file", "es")
                 else None,
                 "other_cores": med([r.other_cpu_s / r.window_s for r in rs if r.window_s]),
                 "locust_busy": med([r.locust_busy for r in rs]),
                 "nginx_cores": med([r.nginx_cores for r in rs]),
                 "es_cores": med([r.es_cores for r in rs]),
-                "delivered_ok": all(r.delivered == r.requests for r in rs) if variant != "baseline" else None,
+                "neighbour_cores": med([r.neighbour_cores for r in rs]),
+                "delivered_ok": all(r.delivered == r.requests for r in rs) if variant in ("file", "es") else None,
             }
             row["ratio"] = row["rps"] / med(base) if base else float("nan")
             # paired per-round ratio: each sink run against the baseline of its own round and mode
@@ -562,13 +603,14 @@ def summarize(runs: list[Run], modes: list[str], variants: list[str]) -> tuple[l
     lines += [
         "",
         "| CPUs | variant | Locust CPU µs/req (whole process) | Locust busy | nginx cores | Elasticsearch cores "
-        "| other processes (cores) |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| es_neighbour.py (cores) | other processes (cores) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         lines.append(
             f"| {row['mode']} | {row['variant']} | {row['cpu_us_per_req']:.0f} | {row['locust_busy']:.2f} "
-            f"| {row['nginx_cores']:.2f} | {row['es_cores']:.2f} | {row['other_cores']:.2f} |"
+            f"| {row['nginx_cores']:.2f} | {row['es_cores']:.2f} | {row['neighbour_cores']:.2f} "
+            f"| {row['other_cores']:.2f} |"
         )
     return rows, "\n".join(lines)
 
@@ -581,6 +623,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--es-url", help="use this running Elasticsearch (127.0.0.1) instead of starting one")
     p.add_argument("--modes", default="shared,pinned", help="shared (no pinning) and/or pinned (comma separated)")
     p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument(
+        "--neighbour-rate",
+        type=float,
+        default=4000.0,
+        help="records/s that bench/es_neighbour.py indexes in the es-load variant (about the es variant's rate)",
+    )
     p.add_argument("--python", default=sys.executable, help="interpreter that has locust and locust_sink")
     p.add_argument("--grace", type=int, default=90, help="seconds past --duration before a Locust run is killed")
     p.add_argument("--warmup", type=int, default=15, help="seconds of the unmeasured first run (the es variant)")
@@ -616,7 +664,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         nginx.start()
         log(f"nginx at {nginx.url}")
-        if "es" in variants:
+        if "es" in variants or "es-load" in variants:
             es.start()
         info["es_version"] = es.version
         info["locust_version"] = subprocess.run(
@@ -643,7 +691,10 @@ def main(argv: list[str] | None = None) -> int:
                     order += 1
                     run = Run(rnd, mode, variant, order, f"bench-{stamp}-r{rnd}-{mode}-{variant}")
                     log(f"round {rnd}/{args.rounds} {mode:6s} {variant:8s} ...")
-                    run_locust(args, run, nginx, es, locust_cpu if pinned else None, work, server_pids)
+                    run_locust(
+                        args, run, nginx, es, locust_cpu if pinned else None, work, server_pids,
+                        server_cpus if pinned else None,
+                    )  # fmt: skip
                     runs.append(run)
                     flush = f" flush {run.flush_s * 1000:.0f} ms" if run.flush_s is not None else ""
                     log(
