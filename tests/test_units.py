@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import subprocess
 import sys
+import time
 
 import orjson
 import pytest
@@ -231,3 +232,39 @@ def test_serializer_skips_item_parsing_only_for_error_free_bulk_responses():
     other = b'{"cluster_name":"c","errors":false}'
     assert ser.loads(other) == {"cluster_name": "c", "errors": False}
     assert ser.loads(b"") is None
+
+
+def test_partial_batches_only_once_per_interval_under_load(tmp_path):
+    """A drain (flush interval, wake) sends what is queued at that moment and stops; records that arrive
+    while a slow delivery is under way wait for a full batch. Regression: draining "while anything is
+    queued" degraded under load into a stream of ~50-record bulk requests (the costliest way to deliver)."""
+    import gevent
+    from gevent.event import Event
+
+    from locust_sink.flusher import Flusher, SinkSettings
+
+    sizes: list[int] = []
+
+    class SlowDelivery(Flusher):
+        def _write_file(self, items):  # type: ignore[no-untyped-def]
+            sizes.append(len(items))
+            gevent.sleep(0.01)  # a ~10 ms bulk request: records keep arriving meanwhile
+            super()._write_file(items)
+
+    wake = Event()
+    buffer = RecordBuffer(100_000, 100, wake)
+    settings = SinkSettings(batch_size=100, flush_interval=0.2)
+    flusher = SlowDelivery(buffer, wake, "local", "pfx", tmp_path, settings)
+    flusher.start()
+    started = time.monotonic()
+    for seq in range(1, 4001):  # ~4,000 records/s for about a second
+        buffer.put(record(seq))
+        if seq % 20 == 0:
+            gevent.sleep(0.005)
+    elapsed = time.monotonic() - started
+    assert flusher.close(timeout=10)
+    assert sum(sizes) == 4000 and buffer.accounting.written == 4000
+    partial = [s for s in sizes if s < 100]
+    # at most one partial batch per interval, plus the final flush's
+    assert len(partial) <= elapsed / settings.flush_interval + 2, sizes
+    assert len(sizes) <= 40 + len(partial), sizes
