@@ -655,6 +655,16 @@ def main(argv: list[str] | None = None) -> int:
     locust_cpu, server_cpus = ncpu - 1, set(range(ncpu - 1))
 
     info = machine_info()
+    # The runs import whatever locust_sink the interpreter finds (an editable install can point at another
+    # checkout, e.g. a CI clone): measure this tree's code or say loudly which code was measured.
+    found = subprocess.run(
+        [args.python, "-c", "import locust_sink, os; print(os.path.dirname(os.path.abspath(locust_sink.__file__)))"],
+        capture_output=True, text=True, timeout=60, cwd=tempfile.gettempdir(),
+    ).stdout.strip()  # fmt: skip
+    info["locust_sink_path"] = found
+    if Path(found) != REPO / "locust_sink":
+        log(f"WARNING: {args.python} imports locust_sink from {found or '(nowhere)'}, not from {REPO}: ")
+        log(f"         the numbers are for that code (pip install -e {REPO} to measure this tree)")
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     work = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
     nginx = Nginx()
