@@ -30,23 +30,12 @@ import time  # noqa: E402
 
 import gevent  # noqa: E402
 from gevent.event import Event  # noqa: E402
-from locust import FastHttpUser, constant  # noqa: E402
 from locust.env import Environment  # noqa: E402
-from locust.exception import CatchResponseError  # noqa: E402
+from synthetic import BenchUser, event  # noqa: E402
 
 import locust_sink  # noqa: E402
 
 TICK = 0.01  # seconds between bursts of records
-
-
-class _User(FastHttpUser):
-    host = "http://127.0.0.1:9"
-    wait_time = constant(0)
-
-
-class _Response:
-    def __init__(self, status_code: int) -> None:
-        self.status_code = status_code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
     stop = Event()
     gevent.signal_handler(signal.SIGTERM, stop.set)
-    env = Environment(user_classes=[_User])
+    env = Environment(user_classes=[BenchUser])
     env.create_local_runner()
     sink_dir = tempfile.mkdtemp(prefix="bench-neighbour-")
     sink = locust_sink.attach(
@@ -74,26 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     emitted = 0
     try:
         sink.on_test_start(env)
-        ok, missing = _Response(200), _Response(404)
-        error = CatchResponseError("404 Client Error: Not Found for url: /missing")
-        url = "http://127.0.0.1:9/"
         started = time.monotonic()
         deadline = started + args.duration
         while not stop.is_set() and time.monotonic() < deadline:
             due = int((time.monotonic() - started) * args.rate)  # paced by the clock, not by the loop
             while emitted < due:
-                failed = emitted % 10 == 9  # the benchmark locustfile's mix: 10 % 404s
-                sink.on_request(
-                    "GET",
-                    "/missing" if failed else "/",
-                    1.5,
-                    0 if failed else 97,
-                    response=missing if failed else ok,
-                    context={},
-                    exception=error if failed else None,
-                    start_time=time.time(),
-                    url=url,
-                )
+                sink.on_request(**event(emitted), start_time=time.time())  # the locustfile's mix
                 emitted += 1
             stop.wait(TICK)
     finally:

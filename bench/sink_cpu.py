@@ -27,21 +27,10 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 
 import gevent  # noqa: E402
-from locust import FastHttpUser, constant  # noqa: E402
 from locust.env import Environment  # noqa: E402
-from locust.exception import CatchResponseError  # noqa: E402
+from synthetic import BenchUser, event  # noqa: E402
 
 import locust_sink  # noqa: E402
-
-
-class _User(FastHttpUser):
-    host = "http://127.0.0.1:9"
-    wait_time = constant(0)
-
-
-class _Response:
-    def __init__(self, status_code: int) -> None:
-        self.status_code = status_code
 
 
 def cpu() -> float:
@@ -50,7 +39,7 @@ def cpu() -> float:
 
 
 def measure(records: int, es_url: str | None, index_prefix: str) -> dict[str, float]:
-    env = Environment(user_classes=[_User])
+    env = Environment(user_classes=[BenchUser])
     env.create_local_runner()
     sink_dir = tempfile.mkdtemp(prefix="bench-sink-cpu-")
     options: dict[str, object] = {"sink_dir": sink_dir, "run_id": f"sink-cpu-{time.time_ns()}"}
@@ -62,24 +51,10 @@ def measure(records: int, es_url: str | None, index_prefix: str) -> dict[str, fl
         deadline = time.monotonic() + 60
         while sink.flusher is not None and sink.flusher.state not in ("up", "file") and time.monotonic() < deadline:
             gevent.sleep(0.1)  # connected, templates installed: not part of the per-record price
-        ok, missing = _Response(200), _Response(404)
-        error = CatchResponseError("404 Client Error: Not Found for url: /missing")
-        url = "http://127.0.0.1:9/"
         sink.buffer.maxsize = max(sink.buffer.maxsize, records + 1)
         start = cpu()
         for i in range(records):
-            failed = i % 10 == 9
-            sink.on_request(
-                "GET",
-                "/missing" if failed else "/",
-                1.5,
-                0 if failed else 97,
-                response=missing if failed else ok,
-                context={},
-                exception=error if failed else None,
-                start_time=time.time(),
-                url=url,
-            )
+            sink.on_request(**event(i), start_time=time.time())
         hot = cpu() - start
         start = cpu()
         assert sink.flusher is not None
