@@ -196,6 +196,17 @@ class LocustTimeout(subprocess.TimeoutExpired):
         return f"{super().__str__()}\n--- stdout (tail)\n{out[-3000:]}\n--- stderr (tail)\n{err[-6000:]}"
 
 
+def headless_locust_cmd(
+    locustfile: str | Path, host: str, users: int, run_time: str, json_file: str | Path, *extra: str
+) -> list[str]:
+    """`python -m locust -f F --headless -u N -r N -t T --host H --json-file J EXTRA...`: what every test's
+    headless run shares (the --json-file is the ground truth the tests compare with)."""
+    return [
+        sys.executable, "-m", "locust", "-f", str(locustfile), "--headless", "-u", str(users), "-r", str(users),
+        "-t", run_time, "--host", host, "--json-file", str(json_file), *extra,
+    ]  # fmt: skip
+
+
 def locust_env(env: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for a Locust subprocess: ours, minus inherited LOCUST_* options, plus env."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_") or k.startswith("LOCUST_SINK_")}

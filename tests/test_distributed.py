@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from e2e_util import es_landed, locust_truth
-from helpers import es_client, free_port
+from helpers import es_client, free_port, headless_locust_cmd
 from test_stats import (
     LOCUSTFILE,
     Run,
@@ -55,39 +55,12 @@ def run_distributed(
     """Master (with every sink option) + two bare workers; returns the master's run and the worker logs."""
     port = free_port()
     name = "master"
-    master_cmd = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(LOCUSTFILE),
-        "--master",
-        "--master-bind-host",
-        "127.0.0.1",
-        "--master-bind-port",
-        str(port),
-        "--expect-workers",
-        "2",
-        "--headless",
-        "-u",
-        str(USERS),
-        "-r",
-        str(USERS),
-        "-t",
-        run_time,
-        "--host",
-        host,
-        "--json-file",
-        str(tmp / name),
-        "--es-url",
-        es_url,
-        "--es-index-prefix",
-        prefix,
-        "--sink-dir",
-        str(tmp / "results"),
-        "--sink-stats-interval",
-        "2",
-    ]
+    master_cmd = headless_locust_cmd(
+        LOCUSTFILE, host, USERS, run_time, tmp / name,
+        "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port), "--expect-workers", "2",
+        "--es-url", es_url, "--es-index-prefix", prefix, "--sink-dir", str(tmp / "results"),
+        "--sink-stats-interval", "2",
+    )  # fmt: skip
     worker_cmd = [
         sys.executable,
         "-m",

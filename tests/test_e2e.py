@@ -12,36 +12,16 @@ from pathlib import Path
 
 import pytest
 from e2e_util import assert_matches, es_landed, file_landed, locust_truth
-from helpers import es_client
+from helpers import es_client, headless_locust_cmd
 
 LOCUSTFILE = Path(__file__).parent / "locustfiles" / "e2e.py"
 
 
 def run_locust(tmp: Path, host: str, *extra: str, env: dict[str, str] | None = None, run_time: str = "6s"):
     out = tmp / "stats"
-    cmd = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(LOCUSTFILE),
-        "--headless",
-        "-u",
-        "8",
-        "-r",
-        "8",
-        "-t",
-        run_time,
-        "--host",
-        host,
-        "--json-file",
-        str(out),
-        "--exit-code-on-error",
-        "0",
-        "--sink-dir",
-        str(tmp / "results"),
-        *extra,
-    ]
+    cmd = headless_locust_cmd(
+        LOCUSTFILE, host, 8, run_time, out, "--exit-code-on-error", "0", "--sink-dir", str(tmp / "results"), *extra
+    )
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
     full_env.update(env or {})
     proc = subprocess.run(cmd, cwd=tmp, env=full_env, capture_output=True, text=True, timeout=120)

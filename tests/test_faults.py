@@ -20,7 +20,7 @@ from pathlib import Path
 import orjson
 import pytest
 from e2e_util import locust_truth
-from helpers import es_client, free_port
+from helpers import es_client, free_port, headless_locust_cmd
 
 pytestmark = pytest.mark.slow
 
@@ -46,29 +46,10 @@ class LocustRun:
         self.tmp = tmp
         self.stats = tmp / "stats"
         self.log_path = tmp / f"locust-{uuid.uuid4().hex[:6]}.log"
-        cmd = [
-            sys.executable,
-            "-m",
-            "locust",
-            "-f",
-            str(locustfile),
-            "--headless",
-            "-u",
-            str(users),
-            "-r",
-            str(users),
-            "-t",
-            run_time,
-            "--host",
-            host,
-            "--json-file",
-            str(self.stats),
-            "--exit-code-on-error",
-            "0",
-            "--sink-dir",
-            str(tmp / "results"),
-            *args,
-        ]
+        cmd = headless_locust_cmd(
+            locustfile, host, users, run_time, self.stats,
+            "--exit-code-on-error", "0", "--sink-dir", str(tmp / "results"), *args,
+        )  # fmt: skip
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
         full_env.update(env or {})
         self.handle = self.log_path.open("w")

@@ -16,14 +16,13 @@ import math
 import os
 import re
 import subprocess
-import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import es_client
+from helpers import es_client, headless_locust_cmd
 from locust.stats import PERCENTILES_TO_REPORT, calculate_response_time_percentile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,34 +96,11 @@ class Runs:
 
 def start_locust(workdir: Path, host: str, es_url: str, prefix: str, run_id: str, users: int, run_time: str):
     workdir.mkdir()
-    cmd = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(LOCUSTFILE),
-        "--headless",
-        "-u",
-        str(users),
-        "-r",
-        str(users),
-        "-t",
-        run_time,
-        "--host",
-        host,
-        "--json-file",
-        str(workdir / "stats"),
-        "--exit-code-on-error",
-        "0",
-        "--es-url",
-        es_url,
-        "--es-index-prefix",
-        prefix,
-        "--run-id",
-        run_id,
-        "--sink-dir",
-        str(workdir / "results"),
-    ]
+    cmd = headless_locust_cmd(
+        LOCUSTFILE, host, users, run_time, workdir / "stats",
+        "--exit-code-on-error", "0", "--es-url", es_url, "--es-index-prefix", prefix, "--run-id", run_id,
+        "--sink-dir", str(workdir / "results"),
+    )  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
     env["QUERIES_ERRORS_FILE"] = str(workdir / "failures.json")
     return subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 import pytest
 from e2e_util import es_landed, locust_truth
-from helpers import es_client
+from helpers import es_client, headless_locust_cmd
 from locust.stats import RequestStats, StatsEntry, calculate_response_time_percentile
 
 from locust_sink.stats import (
@@ -81,33 +81,11 @@ def run_standalone(
     name: str = "run",
     env: dict[str, str] | None = None,
 ) -> Run:
-    cmd = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(LOCUSTFILE),
-        "--headless",
-        "-u",
-        str(users),
-        "-r",
-        str(users),
-        "-t",
-        run_time,
-        "--host",
-        host,
-        "--json-file",
-        str(tmp / name),
-        "--es-url",
-        es_url,
-        "--es-index-prefix",
-        prefix,
-        "--sink-dir",
-        str(tmp / f"{name}-results"),
-        "--sink-stats-interval",
-        "2",
-        *extra,
-    ]
+    cmd = headless_locust_cmd(
+        LOCUSTFILE, host, users, run_time, tmp / name,
+        "--es-url", es_url, "--es-index-prefix", prefix, "--sink-dir", str(tmp / f"{name}-results"),
+        "--sink-stats-interval", "2", *extra,
+    )  # fmt: skip
     full_env = clean_env({"STATS_TRUTH_FILE": str(tmp / f"{name}-truth.json"), **(env or {})})
     proc = subprocess.run(cmd, cwd=tmp, env=full_env, capture_output=True, text=True, timeout=PROC_TIMEOUT)
     log = proc.stdout + proc.stderr
