@@ -13,6 +13,10 @@ process (FastHttpUser, no wait time, no --processes) for --duration seconds in e
     es-load   the baseline locustfile, while bench/es_neighbour.py (a process of its own, pinned like
               Elasticsearch) sends --neighbour-rate records/s through the sink to the same Elasticsearch:
               what an indexing Elasticsearch on the same machine costs Locust, without the sink in Locust
+    es-bg     the es variant with every Elasticsearch thread at SCHED_IDLE for the run: ES gets only CPU
+              time that nginx and Locust leave unused, so its indexing bursts cannot delay the server under
+              test -- a stand-in for an Elasticsearch on another machine. The Locust process does exactly
+              the es variant's work (same sink, same bulk requests); only ES's claim on the CPUs changes
 
 The variant order rotates from round to round so that drift (other load on the machine, thermal, ES merging)
 does not favour one variant. CPU modes: `shared` (no pinning) and `pinned` (Locust on the last CPU, nginx,
@@ -53,7 +57,8 @@ LOCUSTFILES = {"baseline": HERE / "locustfiles" / "plain.py", "sink": HERE / "lo
 ES_LOCAL = REPO / "scripts" / "es-local.sh"
 ES_INSTANCE = "bench-overhead"
 INDEX_PREFIX = "locust-bench"
-VARIANTS = ("baseline", "file", "es", "es-load")
+VARIANTS = ("baseline", "file", "es", "es-load", "es-bg")
+ES_VARIANTS = ("es", "es-bg")  # Locust runs the sink -> Elasticsearch
 NEIGHBOUR = HERE / "es_neighbour.py"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 STATIC_BODY = b"<!doctype html><title>bench</title><p>locust-sink overhead benchmark: a small static file.</p>\n"
@@ -133,6 +138,23 @@ def tree_pids(pid: int) -> list[int]:
         out.append(p)
         todo.extend(children.get(p, []))
     return out
+
+
+def set_idle_priority(pid: int, idle: bool) -> None:
+    """Every thread of a process tree to SCHED_IDLE (runs only on otherwise idle CPUs) or back to SCHED_OTHER.
+
+    Threads started later inherit the policy of the thread that starts them, so the whole tree is walked
+    again when switching back.
+    """
+    policy = os.SCHED_IDLE if idle else os.SCHED_OTHER
+    for p in tree_pids(pid):
+        try:
+            tids = [int(t) for t in os.listdir(f"/proc/{p}/task")]
+        except OSError:
+            continue
+        for tid in tids:
+            with contextlib.suppress(OSError):
+                os.sched_setscheduler(tid, policy, os.sched_param(0))
 
 
 def set_affinity(pid: int, cpus: set[int]) -> None:
@@ -351,7 +373,7 @@ def run_locust(
     server_pids: dict[str, list[int]],
     neighbour_cpus: set[int] | None = None,
 ) -> Run:
-    sink = run.variant in ("file", "es")
+    sink = run.variant in ("file", *ES_VARIANTS)
     out = work / f"r{run.round}-{run.mode}-{run.variant}"
     out.mkdir()
     cmd = [
@@ -366,7 +388,7 @@ def run_locust(
     ]  # fmt: skip
     if sink:
         cmd += ["--run-id", run.run_id, "--sink-dir", str(out / "sink")]
-    if run.variant == "es":
+    if run.variant in ES_VARIANTS:
         cmd += ["--es-url", str(es.url), "--es-index-prefix", INDEX_PREFIX]
     if locust_cpu is not None:
         cmd = ["taskset", "-c", str(locust_cpu), *cmd]  # taskset execs: the pid stays Locust's
@@ -482,7 +504,7 @@ def run_locust(
                 run.problems.append(f"sink saw {run.sink_emitted} requests, Locust counted {run.requests}")
             if "UNBALANCED" in run.sink_summary:
                 run.problems.append(f"sink accounting unbalanced: {run.sink_summary}")
-        if run.variant == "es":
+        if run.variant in ES_VARIANTS:
             run.delivered = es.count_requests(run.run_id)
         else:
             run.delivered = count_file_records(out / "sink", run.run_id)
@@ -569,14 +591,16 @@ def summarize(runs: list[Run], modes: list[str], variants: list[str]) -> tuple[l
                 "p50_ms": med([r.p50_ms for r in rs]),
                 "p99_ms": med([r.p99_ms for r in rs]),
                 "flush_ms": med([r.flush_s * 1000 for r in rs if r.flush_s is not None])
-                if variant in ("file", "es")
+                if variant in ("file", *ES_VARIANTS)
                 else None,
                 "other_cores": med([r.other_cpu_s / r.window_s for r in rs if r.window_s]),
                 "locust_busy": med([r.locust_busy for r in rs]),
                 "nginx_cores": med([r.nginx_cores for r in rs]),
                 "es_cores": med([r.es_cores for r in rs]),
                 "neighbour_cores": med([r.neighbour_cores for r in rs]),
-                "delivered_ok": all(r.delivered == r.requests for r in rs) if variant in ("file", "es") else None,
+                "delivered_ok": (
+                    all(r.delivered == r.requests for r in rs) if variant in ("file", *ES_VARIANTS) else None
+                ),
             }
             row["ratio"] = row["rps"] / med(base) if base else float("nan")
             # paired per-round ratio: each sink run against the baseline of its own round and mode
@@ -647,6 +671,7 @@ def main(argv: list[str] | None = None) -> int:
     modes = [m for m in args.modes.split(",") if m]
     if bad := set(variants) - set(VARIANTS) or set(modes) - {"shared", "pinned"}:
         p.error(f"unknown variant/mode {bad}")
+    uses_es = bool({"es", "es-load", "es-bg"} & set(variants))
     ncpu = os.cpu_count() or 1
     if "pinned" in modes and ncpu < 2:
         log("one CPU only: no pinned mode")
@@ -674,15 +699,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         nginx.start()
         log(f"nginx at {nginx.url}")
-        if "es" in variants or "es-load" in variants:
+        if uses_es:
             es.start()
+            if "es-bg" in variants and not es.pid:
+                raise SystemExit("the es-bg variant needs the benchmark's own Elasticsearch (its pid), not --es-url")
         info["es_version"] = es.version
         info["locust_version"] = subprocess.run(
             [args.python, "-c", "import locust; print(locust.__version__)"], capture_output=True, text=True, timeout=60
         ).stdout.strip()
         # warm-up: first imports, ES index creation and JIT, not measured
         log(f"warm-up run of {args.warmup} s (not measured)")
-        warm = Run(0, "shared", "es" if "es" in variants else variants[0], 0, f"bench-{stamp}-warmup")
+        warm = Run(0, "shared", "es" if uses_es else variants[0], 0, f"bench-{stamp}-warmup")
         warm_args = argparse.Namespace(**{**vars(args), "duration": args.warmup})
         server_pids = {"nginx": tree_pids(nginx.proc.pid), "es": [es.pid] if es.pid else []}  # type: ignore[union-attr]
         run_locust(warm_args, warm, nginx, es, None, work, server_pids)
@@ -701,10 +728,16 @@ def main(argv: list[str] | None = None) -> int:
                     order += 1
                     run = Run(rnd, mode, variant, order, f"bench-{stamp}-r{rnd}-{mode}-{variant}")
                     log(f"round {rnd}/{args.rounds} {mode:6s} {variant:8s} ...")
-                    run_locust(
-                        args, run, nginx, es, locust_cpu if pinned else None, work, server_pids,
-                        server_cpus if pinned else None,
-                    )  # fmt: skip
+                    if variant == "es-bg":
+                        set_idle_priority(es.pid, True)  # type: ignore[arg-type]
+                    try:
+                        run_locust(
+                            args, run, nginx, es, locust_cpu if pinned else None, work, server_pids,
+                            server_cpus if pinned else None,
+                        )  # fmt: skip
+                    finally:
+                        if variant == "es-bg":
+                            set_idle_priority(es.pid, False)  # type: ignore[arg-type]
                     runs.append(run)
                     flush = f" flush {run.flush_s * 1000:.0f} ms" if run.flush_s is not None else ""
                     log(
@@ -717,7 +750,7 @@ def main(argv: list[str] | None = None) -> int:
                         log(f"  PROBLEM: {problem}")
                     time.sleep(args.pause)
         if not args.no_sink_cpu:
-            sink_cpu = measure_sink_cpu(args, es.url if "es" in variants else None)
+            sink_cpu = measure_sink_cpu(args, es.url if uses_es else None)
     finally:
         if es.pid:
             set_affinity(es.pid, all_cpus)
