@@ -110,6 +110,13 @@ class Flusher:
         self._dead_letter_kinds: set[str] = set()
         self._recovering = False
         self._outage_announced = False
+        # Items ES refused one by one (429s inside a successful bulk response) while a full batch of new
+        # records was waiting: they ride with the next batch instead of holding it up with a backoff sleep.
+        self._carry: list[BulkItem] = []
+        self._carry_started = 0.0
+        self._carry_rounds = 0
+        self.items_carried = 0  # how many item retries went out with a later batch (shown in the stats)
+        self.retry_sleeps = 0  # backoff sleeps before a retry (whole-request failures, or nothing else to send)
 
     # ----- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -136,7 +143,12 @@ class Flusher:
         return True
 
     def pending(self) -> int:
+        # carried items are in flight: counted here through the accounting
         return len(self.buffer) + len(self._docs) + self.accounting.in_flight + self.doc_accounting.in_flight
+
+    def retry_counts(self) -> dict[str, int]:
+        """How often delivery had to retry: refused items sent again with a later batch, and backoff sleeps."""
+        return {"items_carried": self.items_carried, "backoff_sleeps": self.retry_sleeps}
 
     def flush(self, timeout: float | None = None, final: bool = False) -> bool:
         """Deliver everything queued; returns True when nothing is left in memory.
@@ -186,6 +198,8 @@ class Flusher:
         """Stop the flusher and put everything still in memory on disk, synchronously."""
         if self._greenlet is not None and not self._greenlet.dead:
             self._greenlet.kill(block=True, timeout=5)  # its in-flight batch is spooled by _deliver
+        carried, self._carry = self._carry, []
+        self._park(carried)
         while len(self.buffer) or self._docs:
             items = self._encode(self.buffer.take(self.settings.batch_size), [], yielding=False)
             items += self._take_docs(self.settings.batch_size)
@@ -223,10 +237,10 @@ class Flusher:
         # while it sends wait for a full batch or the next interval. Draining "while anything is queued" never
         # ends under load (each ~20 ms bulk request lets ~100 records in) and degrades into a stream of tiny
         # bulk requests -- the costliest way to deliver (measured: ~46 records per request instead of 500).
-        backlog = len(self.buffer) + len(self._docs) if drain_all else 0
+        backlog = len(self.buffer) + len(self._docs) + len(self._carry) if drain_all else 0
 
         def more() -> bool:
-            queued = len(self.buffer) + len(self._docs)
+            queued = len(self.buffer) + len(self._docs) + len(self._carry)
             return queued >= batch or (backlog > 0 and queued > 0)
 
         def send(deliver: Callable[[list[BulkItem]], None]) -> None:
@@ -249,8 +263,9 @@ class Flusher:
             send(self._park)
 
     def _next_batch(self) -> list[BulkItem]:
-        docs = self._take_docs(self.settings.batch_size)
-        room = self.settings.batch_size - len(docs)
+        carried, self._carry = self._carry, []  # already encoded and in flight: first in line
+        docs = self._take_docs(self.settings.batch_size - len(carried))
+        room = self.settings.batch_size - len(carried) - len(docs)
         records = self.buffer.take(room) if room > 0 else []
         encoded: list[BulkItem] = []
         try:
@@ -258,9 +273,9 @@ class Flusher:
         except BaseException:
             # killed while yielding between chunks: these records left the queue, so they must land somewhere
             self._encode(records[len(encoded) :], encoded, yielding=False)
-            self._park(docs + encoded)
+            self._park(carried + docs + encoded)
             raise
-        return docs + encoded
+        return carried + docs + encoded
 
     def _take_docs(self, limit: int) -> list[BulkItem]:
         docs = self._docs
@@ -491,6 +506,7 @@ class Flusher:
                         return
                     if exc.retryable and self._may_retry(attempt, started):
                         attempt += 1
+                        self.retry_sleeps += 1
                         gevent.sleep(self._backoff(attempt))
                         continue
                     self._went_down(exc)
@@ -501,22 +517,53 @@ class Flusher:
                 if outcome.rejected:
                     self._dead_letter(outcome.rejected)
                 pending = outcome.retry
-                if pending:
-                    if self._may_retry(attempt, started):
-                        attempt += 1
-                        gevent.sleep(self._backoff(attempt))
-                        continue
-                    statuses = ", ".join(f"{s}x{n}" for s, n in sorted(outcome.retry_statuses.items()))
-                    self._went_down(
-                        SinkTransportError("overloaded", f"Elasticsearch keeps refusing items ({statuses})")
-                    )
-                    self._park(pending)
+                if not pending:
+                    if not self._carry:
+                        self._carry_rounds = 0  # the streak of carried retries is over
                     return
+                if self._carry_along(pending):
+                    pending = []
+                    return
+                if self._may_retry(attempt, started) and not self._carry_exhausted():
+                    attempt += 1
+                    self.retry_sleeps += 1
+                    gevent.sleep(self._backoff(attempt))
+                    continue
+                statuses = ", ".join(f"{s}x{n}" for s, n in sorted(outcome.retry_statuses.items()))
+                self._went_down(SinkTransportError("overloaded", f"Elasticsearch keeps refusing items ({statuses})"))
+                self._carry_rounds = 0
+                self._park(pending)
+                return
         except BaseException:
             # Killed (final deadline, second Ctrl-C) or crashed mid-request: the batch must not vanish.
             if pending:
                 self._park(pending)
             raise
+
+    def _carry_along(self, items: list[BulkItem]) -> bool:
+        """Item-level retries (429s inside a bulk response) ride with the next batch when a full batch of new
+        records is already waiting: a backoff sleep here would hold up every record behind them (measured
+        through the fault proxy: ~100-150 records/s with 10 % of items refused). The next batch goes out
+        without a pause, so ES sees the same request rate as without refusals. With nothing else waiting
+        (quiet load, the final flush) the items are retried after a backoff, as before."""
+        if self._closing or len(self.buffer) < self.settings.batch_size or self._carry_exhausted():
+            return False
+        if self.buffer.fill_ratio >= self.settings.high_water:
+            return False  # the queue is about to overflow: the caller gives up on ES for now and spools
+        if not self._carry_rounds:
+            self._carry_started = time.monotonic()
+        self._carry_rounds += 1
+        self._carry.extend(items)
+        self.items_carried += len(items)
+        return True
+
+    def _carry_exhausted(self) -> bool:
+        """The same retry budget as a retried batch (attempts, retry_timeout), counted over consecutive
+        batches that had to carry refused items."""
+        return self._carry_rounds > 0 and (
+            self._carry_rounds + 1 >= self.settings.max_attempts
+            or time.monotonic() - self._carry_started >= self.settings.retry_timeout
+        )
 
     def _may_retry(self, attempt: int, started: float) -> bool:
         return (

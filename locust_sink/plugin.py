@@ -222,6 +222,7 @@ class LocustSink:
             "requests": self.buffer.accounting.as_dict(),
             "documents": flusher.doc_accounting.as_dict() if flusher else {},
             "sampled_out": self.sampled_out,
+            "retries": flusher.retry_counts() if flusher else {},
             "trouble": list(flusher.trouble) if flusher else [],
         }
 

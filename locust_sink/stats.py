@@ -763,6 +763,7 @@ class StatsRecorder:
             "documents": flusher.doc_accounting.as_dict() if flusher else {},
             "sampled_out": self.sink.sampled_out,
             "state": flusher.state if flusher else "not started",
+            "retries": flusher.retry_counts() if flusher else {},
             "trouble": list(flusher.trouble)[:20] if flusher else [],
         }
 
