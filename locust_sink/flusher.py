@@ -437,6 +437,7 @@ class Flusher:
             (log.error if config else log.warning)("locust-sink: %s", text)
         self.state = new_state
         self.last_error = message
+        self._carry_rounds = 0  # carried items are spooled with the rest; after the outage a new budget starts
         delay = 60.0 if config else self._probe_delay
         self._next_probe = time.monotonic() + delay * random.uniform(0.8, 1.2)
         if not config:
@@ -531,7 +532,6 @@ class Flusher:
                     continue
                 statuses = ", ".join(f"{s}x{n}" for s, n in sorted(outcome.retry_statuses.items()))
                 self._went_down(SinkTransportError("overloaded", f"Elasticsearch keeps refusing items ({statuses})"))
-                self._carry_rounds = 0
                 self._park(pending)
                 return
         except BaseException:

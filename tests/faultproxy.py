@@ -137,6 +137,7 @@ def make_handler(args: argparse.Namespace, stats: Stats):
             if changed:
                 result["errors"] = True
                 stats.bump("items_429", changed)
+                stats.bump("bulks_with_item_429")
             return json.dumps(result).encode()
 
         do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = _handle

@@ -244,6 +244,67 @@ def test_es_slow_and_rejecting_through_fault_proxy(tmp_path, es_url, httpbin_url
     assert_nothing_lost(run, log, es_url, prefix)
 
 
+def test_refused_items_ride_with_the_next_batch(tmp_path, es_url):
+    """ES refuses single items (429 inside a successful bulk response) while records keep coming: the refused
+    items go out again with the next batch instead of a backoff sleep holding up everything behind them.
+    Every record lands exactly once (the proxy's refused items are really in ES: the resend ends in 409s)."""
+    proxy, url = start_proxy(es_url, "--item-429", "0.2")
+    prefix = f"t4c-{uuid.uuid4().hex[:6]}"
+    records = 6000
+    script = tmp_path / "feed.py"
+    script.write_text(
+        f"""
+from gevent import monkey
+monkey.patch_all()
+import json, sys, time
+import gevent
+from locust import HttpUser, constant
+from locust.env import Environment
+import locust_sink
+
+class U(HttpUser):
+    host = "http://127.0.0.1:9"
+    wait_time = constant(1)
+
+env = Environment(user_classes=[U])
+env.create_local_runner()
+sink = locust_sink.attach(env, es_url={url!r}, es_index_prefix={prefix!r}, run_id="carry-run",
+                          sink_dir={str(tmp_path / "sink")!r}, sink_batch_size=500)
+sink.on_test_start(env)
+deadline = time.monotonic() + 60
+while sink.flusher.state != "up" and time.monotonic() < deadline:
+    gevent.sleep(0.1)
+for i in range({records}):  # a burst: full batches wait while earlier ones are answered
+    sink.on_request(request_type="GET", name="/item", response_time=1.0, response_length=10,
+                    response=None, context={{}}, exception=None, start_time=time.time(), url="/item")
+    if i % 100 == 99:
+        gevent.sleep(0)
+done = sink.close(timeout=120)
+print("STATUS " + json.dumps({{"done": done, **sink.status()}}))
+"""
+    )
+    try:
+        proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240, cwd=tmp_path)
+        counters = proxy_stats(url)["counters"]
+    finally:
+        proxy.terminate()
+        proxy.wait(10)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    match = re.search(r"^STATUS (.*)$", proc.stdout, re.M)
+    assert match, proc.stdout[-3000:] + proc.stderr[-3000:]
+    status = orjson.loads(match.group(1))
+    acc, retries = status["requests"], status["retries"]
+    assert status["done"] and acc["emitted"] == records and acc["indexed"] == records, status
+    assert counters.get("items_429", 0) > 0, counters
+    # refused items went out with later batches, and far fewer sleeps than bulk responses with refusals
+    # (before this change every such response cost at least one backoff sleep)
+    assert retries["items_carried"] > 0, (retries, counters)
+    assert retries["backoff_sleeps"] < counters["bulks_with_item_429"] / 2, (retries, counters)
+    es = es_client(es_url)
+    es.indices.refresh(index=f"{prefix}-requests")
+    assert es.count(index=f"{prefix}-requests", query={"term": {"run_id": "carry-run"}})["count"] == records
+
+
 def test_mapping_conflict_dead_letters_with_reason(tmp_path, es_url, httpbin_url):
     prefix = f"t4e-{uuid.uuid4().hex[:6]}"
     es = es_client(es_url)

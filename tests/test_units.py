@@ -268,3 +268,28 @@ def test_partial_batches_only_once_per_interval_under_load(tmp_path):
     # at most one partial batch per interval, plus the final flush's
     assert len(partial) <= elapsed / settings.flush_interval + 2, sizes
     assert len(sizes) <= 40 + len(partial), sizes
+
+
+def test_carried_retries_have_a_budget(tmp_path):
+    """Refused items ride with the next batch only while a full batch waits, never during the final flush,
+    and for at most max_attempts consecutive batches: then the caller gives up on ES (and spools)."""
+    from gevent.event import Event
+
+    from locust_sink.flusher import Flusher, SinkSettings
+
+    wake = Event()
+    buffer = RecordBuffer(1000, 4, wake)
+    flusher = Flusher(buffer, wake, "local", "pfx", tmp_path, SinkSettings(batch_size=4, max_attempts=3))
+    refused = flusher._encode([record(1), record(2)], [], yielding=False)
+    assert not flusher._carry_along(refused)  # nothing waiting: the caller retries after a backoff
+    for i in range(4):
+        buffer.put(record(10 + i))
+    assert flusher._carry_along(refused) and flusher._carry_along(refused)
+    assert flusher.items_carried == 4 and len(flusher._carry) == 4
+    assert flusher._carry_exhausted() and not flusher._carry_along(refused)  # 3 attempts in all
+    batch = flusher._next_batch()
+    assert batch[:4] == flusher._encode([record(1), record(2)] * 2, [], yielding=False)  # carried first
+    assert len(batch) == 4 and not flusher._carry  # the batch size holds: new records wait
+    flusher._carry_rounds = 0
+    flusher._closing = True
+    assert not flusher._carry_along(refused)  # the final flush never carries
