@@ -113,8 +113,9 @@ class Flusher:
         # Items ES refused one by one (429s inside a successful bulk response) while a full batch of new
         # records was waiting: they ride with the next batch instead of holding it up with a backoff sleep.
         self._carry: list[BulkItem] = []
-        self._carry_started = 0.0
-        self._carry_rounds = 0
+        # per carried item (by id(); the items stay alive while in flight): (times refused, first refusal)
+        self._carry_meta: dict[int, tuple[int, float]] = {}
+        self._batch_meta: dict[int, tuple[int, float]] = {}  # the same, for the carried items now being sent
         self.items_carried = 0  # how many item retries went out with a later batch (shown in the stats)
         self.retry_sleeps = 0  # backoff sleeps before a retry (whole-request failures, or nothing else to send)
 
@@ -264,6 +265,7 @@ class Flusher:
 
     def _next_batch(self) -> list[BulkItem]:
         carried, self._carry = self._carry, []  # already encoded and in flight: first in line
+        self._batch_meta, self._carry_meta = self._carry_meta, {}
         docs = self._take_docs(self.settings.batch_size - len(carried))
         room = self.settings.batch_size - len(carried) - len(docs)
         records = self.buffer.take(room) if room > 0 else []
@@ -437,7 +439,6 @@ class Flusher:
             (log.error if config else log.warning)("locust-sink: %s", text)
         self.state = new_state
         self.last_error = message
-        self._carry_rounds = 0  # carried items are spooled with the rest; after the outage a new budget starts
         delay = 60.0 if config else self._probe_delay
         self._next_probe = time.monotonic() + delay * random.uniform(0.8, 1.2)
         if not config:
@@ -519,13 +520,11 @@ class Flusher:
                     self._dead_letter(outcome.rejected)
                 pending = outcome.retry
                 if not pending:
-                    if not self._carry:
-                        self._carry_rounds = 0  # the streak of carried retries is over
                     return
                 if self._carry_along(pending):
                     pending = []
                     return
-                if self._may_retry(attempt, started) and not self._carry_exhausted():
+                if self._may_retry(attempt, started):
                     attempt += 1
                     self.retry_sleeps += 1
                     gevent.sleep(self._backoff(attempt))
@@ -543,27 +542,24 @@ class Flusher:
     def _carry_along(self, items: list[BulkItem]) -> bool:
         """Item-level retries (429s inside a bulk response) ride with the next batch when a full batch of new
         records is already waiting: a backoff sleep here would hold up every record behind them (measured
-        through the fault proxy: ~100-150 records/s with 10 % of items refused). The next batch goes out
-        without a pause, so ES sees the same request rate as without refusals. With nothing else waiting
-        (quiet load, the final flush) the items are retried after a backoff, as before."""
-        if self._closing or len(self.buffer) < self.settings.batch_size or self._carry_exhausted():
-            return False
-        if self.buffer.fill_ratio >= self.settings.high_water:
-            return False  # the queue is about to overflow: the caller gives up on ES for now and spools
-        if not self._carry_rounds:
-            self._carry_started = time.monotonic()
-        self._carry_rounds += 1
+        through the fault proxy: ~100-150 records/s with 10 % of items refused). That batch goes out at once
+        anyway, so ES sees no more requests than without refusals. With no full batch waiting the caller
+        retries after a backoff, as before. Each item keeps the budget of a retried batch (max_attempts,
+        retry_timeout) across the batches it rides with; past it the caller gives up on ES (and spools)."""
+        if len(self.buffer) < self.settings.batch_size or self.buffer.fill_ratio >= self.settings.high_water:
+            return False  # nothing to ride with, or the queue is about to overflow (then the caller spools)
+        now, max_attempts, timeout = time.monotonic(), self.settings.max_attempts, self.settings.retry_timeout
+        known = self._batch_meta
+        meta = []
+        for item in items:
+            refused, first = known.get(id(item), (0, now))
+            if refused + 1 >= max_attempts or now - first >= timeout:
+                return False
+            meta.append((id(item), (refused + 1, first)))
+        self._carry_meta.update(meta)
         self._carry.extend(items)
         self.items_carried += len(items)
         return True
-
-    def _carry_exhausted(self) -> bool:
-        """The same retry budget as a retried batch (attempts, retry_timeout), counted over consecutive
-        batches that had to carry refused items."""
-        return self._carry_rounds > 0 and (
-            self._carry_rounds + 1 >= self.settings.max_attempts
-            or time.monotonic() - self._carry_started >= self.settings.retry_timeout
-        )
 
     def _may_retry(self, attempt: int, started: float) -> bool:
         return (

@@ -271,8 +271,8 @@ def test_partial_batches_only_once_per_interval_under_load(tmp_path):
 
 
 def test_carried_retries_have_a_budget(tmp_path):
-    """Refused items ride with the next batch only while a full batch waits, never during the final flush,
-    and for at most max_attempts consecutive batches: then the caller gives up on ES (and spools)."""
+    """Refused items ride with the next batch only while a full batch waits, and each item for at most
+    max_attempts refusals in all: then the caller gives up on ES (and spools)."""
     from gevent.event import Event
 
     from locust_sink.flusher import Flusher, SinkSettings
@@ -282,14 +282,14 @@ def test_carried_retries_have_a_budget(tmp_path):
     flusher = Flusher(buffer, wake, "local", "pfx", tmp_path, SinkSettings(batch_size=4, max_attempts=3))
     refused = flusher._encode([record(1), record(2)], [], yielding=False)
     assert not flusher._carry_along(refused)  # nothing waiting: the caller retries after a backoff
-    for i in range(4):
+    for i in range(12):
         buffer.put(record(10 + i))
-    assert flusher._carry_along(refused) and flusher._carry_along(refused)
-    assert flusher.items_carried == 4 and len(flusher._carry) == 4
-    assert flusher._carry_exhausted() and not flusher._carry_along(refused)  # 3 attempts in all
+    assert flusher._carry_along(refused)
+    assert flusher.items_carried == 2 and flusher._carry == refused
     batch = flusher._next_batch()
-    assert batch[:4] == flusher._encode([record(1), record(2)] * 2, [], yielding=False)  # carried first
-    assert len(batch) == 4 and not flusher._carry  # the batch size holds: new records wait
-    flusher._carry_rounds = 0
-    flusher._closing = True
-    assert not flusher._carry_along(refused)  # the final flush never carries
+    assert batch[:2] == refused and len(batch) == 4 and not flusher._carry  # carried first, batch size holds
+    assert flusher._carry_along(refused)  # refused a second time: still within the budget of 3 attempts
+    flusher._next_batch()
+    assert not flusher._carry_along(refused)  # a third refusal: the budget is spent
+    newcomer = flusher._encode([record(99)], [], yielding=False)
+    assert flusher._carry_along(newcomer)  # other items keep their own budget
