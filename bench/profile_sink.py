@@ -22,6 +22,7 @@ import collections
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 INTERVAL = 0.001  # seconds of process CPU time between samples (in practice the kernel tick, e.g. 4 ms)
 
 
-def child(out_path: str, locust_args: list[str]) -> None:
+def child(out_path: str, locust_args: list[str], window_only: bool = False) -> None:
     """Run Locust in this process under the sampler; write the stack counts as JSON at exit."""
     import atexit
     import runpy
@@ -49,6 +50,7 @@ def child(out_path: str, locust_args: list[str]) -> None:
         counts[tuple(stack)] += 1
 
     written = []
+    window_cpu: list[dict[str, float]] = []
 
     def dump() -> None:
         if written:
@@ -56,12 +58,36 @@ def child(out_path: str, locust_args: list[str]) -> None:
         written.append(True)
         signal.setitimer(signal.ITIMER_PROF, 0, 0)
         times = os.times()
+        cpu_s = window_cpu[0].get("cpu_s", 0.0) if window_cpu else times.user + times.system
         with open(out_path, "w") as fh:
-            json.dump({"cpu_s": times.user + times.system, "samples": [[list(k), v] for k, v in counts.items()]}, fh)
+            json.dump({"cpu_s": cpu_s, "samples": [[list(k), v] for k, v in counts.items()]}, fh)
 
     atexit.register(dump)
     signal.signal(signal.SIGPROF, on_sigprof)
-    signal.setitimer(signal.ITIMER_PROF, INTERVAL, INTERVAL)
+    if window_only:
+        # Only the load: from test_start to test_stop (imports, start-up and the final flush are left out),
+        # so the share of samples in sink code is the sink's share of the CPU the load test had.
+        from locust import events
+
+        window: dict[str, float] = {}
+
+        def cpu_now() -> float:
+            t = os.times()
+            return t.user + t.system
+
+        @events.test_start.add_listener
+        def _start(**_kw: object) -> None:
+            window["cpu0"] = cpu_now()
+            signal.setitimer(signal.ITIMER_PROF, INTERVAL, INTERVAL)
+
+        @events.test_stop.add_listener
+        def _stop(**_kw: object) -> None:
+            signal.setitimer(signal.ITIMER_PROF, 0, 0)
+            window["cpu_s"] = cpu_now() - window.get("cpu0", 0.0)
+
+        window_cpu.append(window)
+    else:
+        signal.setitimer(signal.ITIMER_PROF, INTERVAL, INTERVAL)
     sys.argv = ["locust", *locust_args]
     try:
         runpy.run_module("locust", run_name="__main__", alter_sys=True)
@@ -85,6 +111,14 @@ def short(frame: str) -> str:
     path, _, func = frame.rpartition(":")
     parts = path.split("/")
     return "/".join(parts[-2:]) + ":" + func
+
+
+def sink_share(data: dict) -> tuple[float, int]:
+    """(share of samples with a locust_sink frame on the stack, number of samples)."""
+    samples: list[tuple[list[str], int]] = data["samples"]
+    total = sum(n for _, n in samples)
+    sink = sum(n for stack, n in samples if any("/locust_sink/" in f for f in stack))
+    return (sink / total if total else float("nan")), total
 
 
 def report(data: dict, top: int) -> None:
@@ -124,52 +158,77 @@ def report(data: dict, top: int) -> None:
 
 
 def main() -> int:
-    if len(sys.argv) > 2 and sys.argv[1] == "--child":
-        child(sys.argv[2], sys.argv[3:])
+    if len(sys.argv) > 2 and sys.argv[1] in ("--child", "--child-window"):
+        child(sys.argv[2], sys.argv[3:], window_only=sys.argv[1] == "--child-window")
         return 0
     sys.path.insert(0, str(HERE))
     from overhead import INDEX_PREFIX, LOCUSTFILES, Elasticsearch, Nginx, log
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--variant", choices=("baseline", "file", "es"), default="es")
+    p.add_argument("--variant", default="es", help="baseline, file, es, or several, comma separated (interleaved)")
+    p.add_argument("--runs", type=int, default=1, help="runs per variant; the share is reported per run and median")
     p.add_argument("--duration", type=int, default=20)
     p.add_argument("--users", type=int, default=20)
     p.add_argument("--es-url")
     p.add_argument("--top", type=int, default=15)
     p.add_argument("--python", default=sys.executable)
     p.add_argument("--locustfile", help="profile this locustfile instead of bench/locustfiles/*.py")
-    p.add_argument("--save", type=Path, help="also keep the raw samples (JSON) here")
+    p.add_argument("--sink-args", default="", help="extra options for the sink runs, e.g. '--sink-batch-size 1000'")
+    p.add_argument(
+        "--whole-process",
+        action="store_true",
+        help="sample the whole process (imports, start-up, final flush) instead of only test_start..test_stop",
+    )
+    p.add_argument("--save", type=Path, help="also keep the raw samples of the last run (JSON) here")
     args = p.parse_args()
+    variants = [v for v in args.variant.split(",") if v]
+    if bad := set(variants) - {"baseline", "file", "es"}:
+        p.error(f"unknown variant(s) {bad}")
     work = Path(tempfile.mkdtemp(prefix="bench-profile-"))
     nginx = Nginx()
     es = Elasticsearch(args.es_url)
+    shares: dict[str, list[tuple[float, int, float]]] = {v: [] for v in variants}
     try:
         nginx.start()
-        if args.variant == "es":
+        if "es" in variants:
             es.start()
-        out = work / "samples.json"
-        locust_args = [
-            "-f", args.locustfile or str(LOCUSTFILES["baseline" if args.variant == "baseline" else "sink"]),
-            "--headless", "--only-summary", "-u", str(args.users), "-r", str(args.users),
-            "-t", f"{args.duration}s", "--host", nginx.url, "--exit-code-on-error", "0",
-        ]  # fmt: skip
-        if args.variant != "baseline":
-            locust_args += ["--sink-dir", str(work / "sink")]
-        if args.variant == "es":
-            locust_args += ["--es-url", str(es.url), "--es-index-prefix", INDEX_PREFIX]
-        cmd = [args.python, str(Path(__file__).resolve()), "--child", str(out), *locust_args]
-        log(f"profiling the {args.variant} variant for {args.duration} s")
-        proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=args.duration + 120)
-        for line in proc.stderr.splitlines():
-            if "final flush took" in line or "Traceback" in line or "Error" in line:
-                log(line.strip())
-        if args.save:
-            shutil.copy(out, args.save)
-        report(json.loads(out.read_text()), args.top)
+        for run in range(1, args.runs + 1):
+            for variant in variants:
+                out = work / f"samples-{variant}-{run}.json"
+                locust_args = [
+                    "-f", args.locustfile or str(LOCUSTFILES["baseline" if variant == "baseline" else "sink"]),
+                    "--headless", "--only-summary", "-u", str(args.users), "-r", str(args.users),
+                    "-t", f"{args.duration}s", "--host", nginx.url, "--exit-code-on-error", "0",
+                ]  # fmt: skip
+                if variant != "baseline":
+                    locust_args += ["--sink-dir", str(work / "sink"), *args.sink_args.split()]
+                if variant == "es":
+                    locust_args += ["--es-url", str(es.url), "--es-index-prefix", INDEX_PREFIX]
+                mode = "--child" if args.whole_process else "--child-window"
+                cmd = [args.python, str(Path(__file__).resolve()), mode, str(out), *locust_args]
+                log(f"profiling the {variant} variant for {args.duration} s (run {run}/{args.runs})")
+                proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=args.duration + 120)
+                for line in proc.stderr.splitlines():
+                    if "final flush took" in line or "Traceback" in line or "Error" in line:
+                        log(line.strip())
+                data = json.loads(out.read_text())
+                share, n = sink_share(data)
+                shares[variant].append((share, n, data["cpu_s"]))
+                log(f"  {variant}: {100 * share:.2f} % of {n} samples ({data['cpu_s']:.1f} s CPU) in sink code")
+                if args.save:
+                    shutil.copy(out, args.save)
+                if args.runs == 1:
+                    report(data, args.top)
     finally:
         nginx.stop()
         es.stop()
         shutil.rmtree(work, ignore_errors=True)
+    window = "whole process" if args.whole_process else "load window (test_start..test_stop)"
+    print(f"\nshare of Locust-process CPU samples with a locust_sink frame, {window}:")
+    for variant, rows in shares.items():
+        per_run = ", ".join(f"{100 * s:.2f}" for s, _n, _c in rows)
+        med = statistics.median(s for s, _n, _c in rows)
+        print(f"  {variant:8s} median {100 * med:.2f} %  (runs: {per_run}; {sum(n for _s, n, _c in rows)} samples)")
     return 0
 
 

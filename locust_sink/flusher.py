@@ -32,6 +32,7 @@ from .transport import (
     action_prefix,
     check_server,
     classify,
+    encode_body,
     make_client,
     redact,
     send_bulk,
@@ -47,7 +48,7 @@ MAX_BULK_BYTES = 5 * 1024 * 1024
 class SinkSettings:
     """Tuning knobs; see docs/DESIGN.md for the matching command-line options."""
 
-    batch_size: int = 500
+    batch_size: int = 1000
     flush_interval: float = 1.0
     queue_size: int = 100_000
     flush_timeout: float = 30.0
@@ -291,14 +292,19 @@ class Flusher:
         """Records -> bulk items (appended to `items`), ENCODE_CHUNK at a time with a yield in between."""
         node, index = self.node, self.requests_index
         id_prefix = action_prefix("create", index) + b',"_id":'
-        new_item, to_json = tuple.__new__, orjson.dumps
+        new_item = tuple.__new__
+        heads: dict[str, bytes] = {}  # run id -> `{"create":{"_index":"...","_id":"<run>:<node>:` (JSON-escaped)
         # Past the high-water mark the queue is about to overflow: bigger slices (a few ms) keep up with a
         # burst instead of dropping records; below it, ~0.3 ms slices keep every user greenlet on time.
         chunk = ENCODE_CHUNK if self.buffer.fill_ratio < self.settings.high_water else ENCODE_CHUNK * 10
         for i, record in enumerate(records):
             if yielding and i and i % chunk == 0:
                 gevent.sleep(0)
-            doc_id = f"{record[10]}:{node}:{record[0]}"  # document_id(run_id, node, seq), inlined: per record
+            run_id, seq = record[10], record[0]
+            doc_id = f"{run_id}:{node}:{seq}"  # document_id(run_id, node, seq), inlined: per record
+            head = heads.get(run_id)
+            if head is None:
+                head = heads[run_id] = id_prefix + orjson.dumps(f"{run_id}:{node}:")[:-1]
             items.append(
                 new_item(
                     BulkItem,
@@ -308,8 +314,8 @@ class Flusher:
                         doc_id,
                         dumps(request_document(record, node)),
                         True,
-                        record[10],
-                        id_prefix + to_json(doc_id) + b"}}",
+                        run_id,
+                        b'%b%d"}}' % (head, seq),  # the seq needs no JSON escaping
                     ),
                 )
             )
@@ -473,6 +479,11 @@ class Flusher:
         """Send items (split by bytes), retrying what is retryable; spool what cannot be delivered."""
         start = 0
         try:
+            body = encode_body(items)  # normally one request: encode once, no per-item size bookkeeping
+            if len(body) < MAX_BULK_BYTES:
+                start = len(items)  # from here on _deliver_chunk parks its own items if interrupted
+                self._deliver_chunk(items, body)
+                return
             while start < len(items):
                 end, size = start, 0
                 while end < len(items) and (end == start or size + len(items[end].source) < MAX_BULK_BYTES):
@@ -484,7 +495,8 @@ class Flusher:
             self._park(items[start:])
             raise
 
-    def _deliver_chunk(self, items: list[BulkItem]) -> None:
+    def _deliver_chunk(self, items: list[BulkItem], body: bytes | None = None) -> None:
+        """One bulk request's worth of items (`body`: already encoded, or None), until they are settled."""
         pending = items
         attempt = 0
         started = time.monotonic()
@@ -494,7 +506,7 @@ class Flusher:
                     self._park(pending)
                     return
                 try:
-                    outcome = send_bulk(self.es, pending)
+                    outcome = send_bulk(self.es, pending, body)
                 except SinkTransportError as exc:
                     if exc.kind == "too_large" and len(pending) > 1:
                         half = len(pending) // 2
@@ -518,7 +530,7 @@ class Flusher:
                 self._settle(outcome.indexed, "indexed")
                 if outcome.rejected:
                     self._dead_letter(outcome.rejected)
-                pending = outcome.retry
+                pending, body = outcome.retry, None
                 if not pending:
                     return
                 if self._carry_along(pending):

@@ -27,7 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "run_id": None,
     "run_tag": None,
     "run_description": None,
-    "sink_batch_size": 500,
+    "sink_batch_size": 1000,
     "sink_flush_interval": 1.0,
     "sink_queue_size": 100_000,
     "sink_flush_timeout": 30.0,
@@ -140,7 +140,7 @@ def add_arguments(parser: Any) -> None:
         help="Tag stored in the run document (repeatable)",
     )
     add("--run-description", default=None, help="Free text stored in the run document")
-    add("--sink-batch-size", type=positive_int, default=500, help="Records per bulk request (default 500)")
+    add("--sink-batch-size", type=positive_int, default=1000, help="Records per bulk request (default 1000)")
     add("--sink-flush-interval", type=positive_float, default=1.0, help="Seconds between flushes (default 1)")
     add(
         "--sink-queue-size",

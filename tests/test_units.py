@@ -117,7 +117,7 @@ def test_buffer_is_bounded_and_accounts_every_record():
 def test_options_defaults_tags_and_validation():
     opts = SinkOptions.from_values(option_values(None))
     assert opts.es is None and opts.index_prefix == "locust" and opts.sink_dir == "locust-results"
-    assert opts.settings.batch_size == 500 and opts.sample_rate == 1.0
+    assert opts.settings.batch_size == 1000 and opts.sample_rate == 1.0
     opts = SinkOptions.from_values(
         option_values(None, {"es_url": "http://a:9200,http://b:9200", "run_tag": ["x=1", "y=2"]})
     )
