@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import gc
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -51,6 +53,22 @@ def child(out_path: str, locust_args: list[str], window_only: bool = False) -> N
 
     written = []
     window_cpu: list[dict[str, float]] = []
+    # Garbage collection, timed by gc.callbacks: an indirect cost the samples cannot attribute (a collection
+    # runs in whatever code allocated the object that crossed the threshold, and scans everybody's objects).
+    gc_time = {"s": 0.0, "started": 0.0, "on": 0.0, "full": 0.0}
+
+    def on_gc(phase: str, info: dict) -> None:
+        if not gc_time["on"]:
+            return
+        if phase == "start":
+            gc_time["started"] = time.process_time()
+        else:
+            spent = time.process_time() - gc_time["started"]
+            gc_time["s"] += spent
+            if info.get("generation") == 2:
+                gc_time["full"] += spent
+
+    gc.callbacks.append(on_gc)
 
     def dump() -> None:
         if written:
@@ -60,7 +78,15 @@ def child(out_path: str, locust_args: list[str], window_only: bool = False) -> N
         times = os.times()
         cpu_s = window_cpu[0].get("cpu_s", 0.0) if window_cpu else times.user + times.system
         with open(out_path, "w") as fh:
-            json.dump({"cpu_s": cpu_s, "samples": [[list(k), v] for k, v in counts.items()]}, fh)
+            json.dump(
+                {
+                    "cpu_s": cpu_s,
+                    "gc_s": gc_time["s"],
+                    "gc_full_s": gc_time["full"],
+                    "samples": [[list(k), v] for k, v in counts.items()],
+                },
+                fh,
+            )
 
     atexit.register(dump)
     signal.signal(signal.SIGPROF, on_sigprof)
@@ -78,15 +104,18 @@ def child(out_path: str, locust_args: list[str], window_only: bool = False) -> N
         @events.test_start.add_listener
         def _start(**_kw: object) -> None:
             window["cpu0"] = cpu_now()
+            gc_time["on"] = 1.0
             signal.setitimer(signal.ITIMER_PROF, INTERVAL, INTERVAL)
 
         @events.test_stop.add_listener
         def _stop(**_kw: object) -> None:
             signal.setitimer(signal.ITIMER_PROF, 0, 0)
+            gc_time["on"] = 0.0
             window["cpu_s"] = cpu_now() - window.get("cpu0", 0.0)
 
         window_cpu.append(window)
     else:
+        gc_time["on"] = 1.0
         signal.setitimer(signal.ITIMER_PROF, INTERVAL, INTERVAL)
     sys.argv = ["locust", *locust_args]
     try:
@@ -213,8 +242,12 @@ def main() -> int:
                         log(line.strip())
                 data = json.loads(out.read_text())
                 share, n = sink_share(data)
-                shares[variant].append((share, n, data["cpu_s"]))
-                log(f"  {variant}: {100 * share:.2f} % of {n} samples ({data['cpu_s']:.1f} s CPU) in sink code")
+                gc_share = data["gc_s"] / data["cpu_s"] if data["cpu_s"] else float("nan")
+                shares[variant].append((share, n, gc_share))
+                log(
+                    f"  {variant}: {100 * share:.2f} % of {n} samples ({data['cpu_s']:.1f} s CPU) in sink code; "
+                    f"garbage collection {100 * gc_share:.2f} % of the CPU (full collections {data['gc_full_s']:.2f} s)"
+                )
                 if args.save:
                     shutil.copy(out, args.save)
                 if args.runs == 1:
@@ -226,9 +259,14 @@ def main() -> int:
     window = "whole process" if args.whole_process else "load window (test_start..test_stop)"
     print(f"\nshare of Locust-process CPU samples with a locust_sink frame, {window}:")
     for variant, rows in shares.items():
-        per_run = ", ".join(f"{100 * s:.2f}" for s, _n, _c in rows)
-        med = statistics.median(s for s, _n, _c in rows)
-        print(f"  {variant:8s} median {100 * med:.2f} %  (runs: {per_run}; {sum(n for _s, n, _c in rows)} samples)")
+        per_run = ", ".join(f"{100 * s:.2f}" for s, _n, _g in rows)
+        med = statistics.median(s for s, _n, _g in rows)
+        gc_med = statistics.median(g for _s, _n, g in rows)
+        gc_runs = ", ".join(f"{100 * g:.2f}" for _s, _n, g in rows)
+        print(
+            f"  {variant:8s} sink code: median {100 * med:.2f} % (runs: {per_run}; {sum(n for _s, n, _g in rows)} "
+            f"samples); garbage collection: median {100 * gc_med:.2f} % (runs: {gc_runs})"
+        )
     return 0
 
 
