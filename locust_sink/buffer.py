@@ -60,44 +60,82 @@ class Accounting:
 
 
 class RecordBuffer:
-    """A bounded FIFO of records. `put` never blocks and never grows past `maxsize`."""
+    """A bounded FIFO of fixed-width records (tuples). `put` never blocks and never grows past `maxsize`.
 
-    def __init__(self, maxsize: int, batch_size: int, wake: Any) -> None:
+    The fields of each record are stored flat, in lists of one batch each, and the record tuple itself is
+    dropped at once. Why: a queued tuple is a garbage-collector-tracked object that lives until its batch is
+    encoded, and every such survivor counts towards the next collection of the youngest generation. Stored
+    flat, the sink adds no survivors of its own, so Locust's process collects about as often as without it
+    (measured with bench/profile_sink.py: see docs/benchmarks.md). `take` rebuilds tuples for the flusher,
+    which encodes and frees them straight away.
+    """
+
+    def __init__(self, maxsize: int, batch_size: int, wake: Any, width: int = 12) -> None:
         if maxsize < 1:
             raise ValueError("queue size must be at least 1")
         self.maxsize = maxsize
         self.batch_size = max(1, batch_size)
-        self._items: deque[Any] = deque()
+        self.width = width  # fields per record (RequestRecord has 12)
+        self._full: deque[list[Any]] = deque()  # completed chunks of batch_size records each
+        self._tail: list[Any] = []  # the chunk being filled
+        self._chunk_len = self.batch_size * width
+        self._len = 0
         self._wake = wake  # gevent.event.Event (or anything with set())
         self.accounting = Accounting()
 
     def put(self, record: Any) -> bool:
-        """Hot path: append, or count the record as overflowed when the queue is full."""
+        """Hot path: append the record's fields, or count the record as overflowed when the queue is full."""
         acc = self.accounting
         acc.emitted += 1
-        items = self._items
-        if len(items) >= self.maxsize:
+        if self._len >= self.maxsize:
             acc.overflowed += 1
             acc.dropped += 1
             return False
-        items.append(record)
+        tail = self._tail
+        tail.extend(record)
+        self._len += 1
         acc.queued += 1
-        if len(items) == self.batch_size:
-            self._wake.set()
+        if len(tail) >= self._chunk_len:
+            self._full.append(tail)
+            self._tail = []
+            if len(self._full) == 1:
+                self._wake.set()  # a full batch is waiting
         return True
 
-    def take(self, limit: int) -> list[Any]:
-        """Take up to `limit` records (oldest first); they move from queued to in_flight."""
-        items = self._items
-        n = min(limit, len(items))
-        batch = [items.popleft() for _ in range(n)]
+    def take(self, limit: int) -> list[tuple[Any, ...]]:
+        """Take up to `limit` records (oldest first) as tuples; they move from queued to in_flight."""
+        n = min(limit, self._len)
+        if n <= 0:
+            return []
+        width = self.width
+        want = n * width
+        parts: list[list[Any]] = []
+        got = 0
+        while got < want:
+            chunk = self._full[0] if self._full else self._tail
+            need = want - got
+            if len(chunk) <= need:
+                if self._full:
+                    self._full.popleft()
+                else:
+                    self._tail = []
+                parts.append(chunk)
+                got += len(chunk)
+            else:
+                parts.append(chunk[:need])
+                del chunk[:need]  # at most one chunk (a batch) is shifted
+                got = want
+        flat = parts[0] if len(parts) == 1 else [v for part in parts for v in part]
+        it = iter(flat)
+        batch = list(zip(*([it] * width), strict=False))
+        self._len -= n
         self.accounting.queued -= n
         self.accounting.in_flight += n
         return batch
 
     def __len__(self) -> int:
-        return len(self._items)
+        return self._len
 
     @property
     def fill_ratio(self) -> float:
-        return len(self._items) / self.maxsize
+        return self._len / self.maxsize

@@ -101,17 +101,22 @@ def test_values_json_cannot_carry_become_strings():
 def test_buffer_is_bounded_and_accounts_every_record():
     wake = Wake()
     buf = RecordBuffer(maxsize=5, batch_size=3, wake=wake)
-    results = [buf.put(i) for i in range(8)]
+    results = [buf.put(record(i)) for i in range(8)]
     assert results == [True] * 5 + [False] * 3
     acc = buf.accounting
     assert len(buf) == 5 and acc.emitted == 8 and acc.queued == 5 and acc.dropped == 3 and acc.overflowed == 3
     assert wake.count == 1  # woken once, when a full batch was waiting
     batch = buf.take(3)
-    assert batch == [0, 1, 2] and acc.in_flight == 3 and acc.queued == 2
+    assert batch == [record(0), record(1), record(2)] and acc.in_flight == 3 and acc.queued == 2
+    assert buf.take(1) == [record(3)] and len(buf) == 1  # a partial take from the chunk being filled
+    assert buf.put(record(8)) and buf.put(record(9)) and buf.put(record(10))
+    assert buf.take(10) == [record(i) for i in (4, 8, 9, 10)] and len(buf) == 0 and buf.take(5) == []
+    acc.in_flight -= 5
+    acc.indexed += 5
     assert acc.balanced()
     acc.in_flight -= 3
     acc.indexed += 3
-    assert acc.balanced() and "indexed=3" in acc.summary()
+    assert acc.balanced() and "indexed=8" in acc.summary()
 
 
 def test_options_defaults_tags_and_validation():
