@@ -1,9 +1,9 @@
 """Bounded in-memory buffer between the hot path and the background flusher, plus the accounting.
 
-A plain `collections.deque` with an explicit bound is used rather than `gevent.queue.Queue`: the hot path
-runs on the gevent hub's thread only, so a deque append is already atomic with respect to greenlets and
-costs a fraction of a Queue.put (no locks, no hub switch). The flusher is woken by a gevent Event only
-when a full batch is waiting; otherwise it wakes on its flush interval.
+Plain lists with an explicit bound are used rather than `gevent.queue.Queue`: the hot path runs on the
+gevent hub's thread only, so a list extend is already atomic with respect to greenlets and costs a fraction
+of a Queue.put (no locks, no hub switch). The flusher is woken by a gevent Event only when a full batch is
+waiting; otherwise it wakes on its flush interval.
 """
 
 from __future__ import annotations
@@ -98,8 +98,10 @@ class RecordBuffer:
         if len(tail) >= self._chunk_len:
             self._full.append(tail)
             self._tail = []
-            if len(self._full) == 1:
-                self._wake.set()  # a full batch is waiting
+        if self._len == self.batch_size:
+            # A full batch is waiting. (Not "a chunk was completed": a chunk the flusher took only part of,
+            # to make room for other documents, stays queued, and the next full batch must still wake it.)
+            self._wake.set()
         return True
 
     def take(self, limit: int) -> list[tuple[Any, ...]]:

@@ -275,6 +275,21 @@ def test_partial_batches_only_once_per_interval_under_load(tmp_path):
     assert len(sizes) <= 40 + len(partial), sizes
 
 
+def test_buffer_wakes_the_flusher_whenever_a_full_batch_waits():
+    """Regression: the flusher may take only part of a batch (room for stats documents); the next time a full
+    batch is queued it must be woken again, or it sleeps a whole flush interval while the queue overflows."""
+    wake = Wake()
+    buf = RecordBuffer(maxsize=100, batch_size=3, wake=wake)
+    for i in range(3):
+        buf.put(record(i))
+    assert wake.count == 1
+    assert buf.take(2) == [record(0), record(1)]  # part of the queued batch
+    for i in range(3, 5):
+        buf.put(record(i))
+    assert len(buf) == 3 and wake.count == 2
+    assert buf.take(3) == [record(2), record(3), record(4)]
+
+
 def test_carried_retries_have_a_budget(tmp_path):
     """Refused items ride with the next batch only while a full batch waits, and each item for at most
     max_attempts refusals in all: then the caller gives up on ES (and spools)."""
