@@ -140,6 +140,15 @@ def tree_pids(pid: int) -> list[int]:
     return out
 
 
+def tree_threads(pid: int) -> list[int]:
+    """Thread ids of every process in the tree (processes that are gone by now are skipped)."""
+    tids: list[int] = []
+    for p in tree_pids(pid):
+        with contextlib.suppress(OSError):
+            tids.extend(int(t) for t in os.listdir(f"/proc/{p}/task"))
+    return tids
+
+
 def set_idle_priority(pid: int, idle: bool) -> None:
     """Every thread of a process tree to SCHED_IDLE (runs only on otherwise idle CPUs) or back to SCHED_OTHER.
 
@@ -147,26 +156,16 @@ def set_idle_priority(pid: int, idle: bool) -> None:
     again when switching back.
     """
     policy = os.SCHED_IDLE if idle else os.SCHED_OTHER
-    for p in tree_pids(pid):
-        try:
-            tids = [int(t) for t in os.listdir(f"/proc/{p}/task")]
-        except OSError:
-            continue
-        for tid in tids:
-            with contextlib.suppress(OSError):
-                os.sched_setscheduler(tid, policy, os.sched_param(0))
+    for tid in tree_threads(pid):
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(tid, policy, os.sched_param(0))
 
 
 def set_affinity(pid: int, cpus: set[int]) -> None:
     """Like `taskset -a -p`: every thread of every process in the tree (threads started later inherit)."""
-    for p in tree_pids(pid):
-        try:
-            tids = [int(t) for t in os.listdir(f"/proc/{p}/task")]
-        except OSError:
-            continue
-        for tid in tids:
-            with contextlib.suppress(OSError):
-                os.sched_setaffinity(tid, cpus)
+    for tid in tree_threads(pid):
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(tid, cpus)
 
 
 # ----- nginx -----------------------------------------------------------------------------------------

@@ -534,7 +534,6 @@ class Flusher:
                 if not pending:
                     return
                 if self._carry_along(pending):
-                    pending = []
                     return
                 if self._may_retry(attempt, started):
                     attempt += 1
