@@ -66,8 +66,8 @@ class RecordBuffer:
     dropped at once. Why: a queued tuple is a garbage-collector-tracked object that lives until its batch is
     encoded, and every such survivor counts towards the next collection of the youngest generation. Stored
     flat, the sink adds no survivors of its own, so Locust's process collects about as often as without it
-    (measured with bench/profile_sink.py: see docs/benchmarks.md). `take` rebuilds tuples for the flusher,
-    which encodes and frees them straight away.
+    (measured with bench/profile_sink.py: see docs/benchmarks.md). The flusher takes them flat (`take_flat`):
+    the encoder reads them that way, in Locust's process or marshalled to the encoder helper process.
     """
 
     def __init__(self, maxsize: int, batch_size: int, wake: Any, width: int = 12) -> None:
@@ -106,11 +106,16 @@ class RecordBuffer:
 
     def take(self, limit: int) -> list[tuple[Any, ...]]:
         """Take up to `limit` records (oldest first) as tuples; they move from queued to in_flight."""
+        it = iter(self.take_flat(limit))
+        return list(zip(*([it] * self.width), strict=False))
+
+    def take_flat(self, limit: int) -> list[Any]:
+        """Take up to `limit` records (oldest first) as one flat list of their fields (`width` per record),
+        the form the encoder reads; they move from queued to in_flight."""
         n = min(limit, self._len)
         if n <= 0:
             return []
-        width = self.width
-        want = n * width
+        want = n * self.width
         parts: list[list[Any]] = []
         got = 0
         while got < want:
@@ -127,13 +132,15 @@ class RecordBuffer:
                 parts.append(chunk[:need])
                 del chunk[:need]  # at most one chunk (a batch) is shifted
                 got = want
-        flat = parts[0] if len(parts) == 1 else [v for part in parts for v in part]
-        it = iter(flat)
-        batch = list(zip(*([it] * width), strict=False))
+        flat = parts[0]
+        if len(parts) > 1:
+            flat = []
+            for part in parts:
+                flat += part
         self._len -= n
         self.accounting.queued -= n
         self.accounting.in_flight += n
-        return batch
+        return flat
 
     def __len__(self) -> int:
         return self._len

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-import orjson
 from gevent.event import Event
 
 from .buffer import Accounting, RecordBuffer
+from .encoder import EncoderProcess, EncoderUnavailable
 from .filesink import FileWriter
-from .records import RequestRecord, dumps, request_document
+from .records import RECORD_WIDTH, RequestEncoder, dumps
 from .spool import DeadLetters, Spool, iter_batches
 from .transport import (
     BulkItem,
@@ -40,7 +40,9 @@ from .transport import (
 
 log = logging.getLogger("locust_sink")
 
-ENCODE_CHUNK = 100  # records encoded between two yields: ~0.3 ms of CPU
+ENCODE_CHUNK = 100  # records encoded in-process between two yields: ~0.3 ms of CPU
+ITEM_CHUNK = 1000  # encoded records turned into bulk items between two yields: ~0.25 ms
+HELPER_MIN_RECORDS = 64  # smaller batches are encoded in-process: cheaper than a round trip to the helper
 MAX_BULK_BYTES = 5 * 1024 * 1024
 
 
@@ -59,6 +61,7 @@ class SinkSettings:
     overflow: str = "spool"  # or "drop": when ES cannot take records, drop (counted) instead of spooling
     probe_interval_max: float = 10.0
     docs_queue_size: int = 20_000
+    encoder: str = "process"  # or "inline": see encoder.py
 
 
 class Flusher:
@@ -94,6 +97,8 @@ class Flusher:
         self.server_version: str | None = None
         self.es: Any = None
         self.file_writer = FileWriter(self.sink_dir, node) if self.mode == "file" else None
+        self.encoder = RequestEncoder(node, action_prefix("create", self.requests_index) + b',"_id":')
+        self.encoder_process = EncoderProcess() if settings.encoder == "process" else None
         self.spool = Spool(self.sink_dir, node, settings.spool_max_bytes)
         self.dead_letters = DeadLetters(self.sink_dir, node)
         self._segment_counts: dict[Path, tuple[int, int]] = {}
@@ -152,6 +157,16 @@ class Flusher:
         """How often delivery had to retry: refused items sent again with a later batch, and backoff sleeps."""
         return {"items_carried": self.items_carried, "backoff_sleeps": self.retry_sleeps}
 
+    def encoder_counts(self) -> dict[str, Any]:
+        """Where request documents were encoded: batches by the helper process, and in-process fallbacks."""
+        helper = self.encoder_process
+        if helper is None:
+            return {"encoder": "inline"}
+        counts: dict[str, Any] = {"encoder": "process", "helper_batches": helper.batches, "fallbacks": helper.fallbacks}
+        if helper.broken:
+            counts["helper_problem"] = helper.broken
+        return counts
+
     def flush(self, timeout: float | None = None, final: bool = False) -> bool:
         """Deliver everything queued; returns True when nothing is left in memory.
 
@@ -194,6 +209,8 @@ class Flusher:
         self.spool.close_segment()
         if self.file_writer is not None:
             self.file_writer.close()
+        if self.encoder_process is not None:
+            self.encoder_process.close()
         return done
 
     def _emergency(self) -> None:
@@ -203,7 +220,7 @@ class Flusher:
         carried, self._carry = self._carry, []
         self._park(carried)
         while len(self.buffer) or self._docs:
-            items = self._encode(self.buffer.take(self.settings.batch_size), [], yielding=False)
+            items = self._encode(self.buffer.take_flat(self.settings.batch_size), [], yielding=False)
             items += self._take_docs(self.settings.batch_size)
             self._park(items)
         self.spool.close_segment()
@@ -269,13 +286,13 @@ class Flusher:
         self._batch_meta, self._carry_meta = self._carry_meta, {}
         docs = self._take_docs(self.settings.batch_size - len(carried))
         room = self.settings.batch_size - len(carried) - len(docs)
-        records = self.buffer.take(room) if room > 0 else []
+        records = self.buffer.take_flat(room) if room > 0 else []
         encoded: list[BulkItem] = []
         try:
             self._encode(records, encoded)
         except BaseException:
             # killed while yielding between chunks: these records left the queue, so they must land somewhere
-            self._encode(records[len(encoded) :], encoded, yielding=False)
+            self._encode(records[len(encoded) * RECORD_WIDTH :], encoded, yielding=False)
             self._park(carried + docs + encoded)
             raise
         return carried + docs + encoded
@@ -288,37 +305,42 @@ class Flusher:
         self.doc_accounting.in_flight += n
         return taken
 
-    def _encode(self, records: list[RequestRecord], items: list[BulkItem], yielding: bool = True) -> list[BulkItem]:
-        """Records -> bulk items (appended to `items`), ENCODE_CHUNK at a time with a yield in between."""
-        node, index = self.node, self.requests_index
-        id_prefix = action_prefix("create", index) + b',"_id":'
-        new_item = tuple.__new__
-        heads: dict[str, bytes] = {}  # run id -> `{"create":{"_index":"...","_id":"<run>:<node>:` (JSON-escaped)
-        # Past the high-water mark the queue is about to overflow: bigger slices (a few ms) keep up with a
-        # burst instead of dropping records; below it, ~0.3 ms slices keep every user greenlet on time.
-        chunk = ENCODE_CHUNK if self.buffer.fill_ratio < self.settings.high_water else ENCODE_CHUNK * 10
-        for i, record in enumerate(records):
-            if yielding and i and i % chunk == 0:
+    def _encode(self, flat: list[Any], items: list[BulkItem], yielding: bool = True) -> list[BulkItem]:
+        """Records (the buffer's flat fields) -> bulk items, appended to `items`.
+
+        Encoding goes to the helper process when there is one (see encoder.py); otherwise, or when it cannot
+        take this batch, it runs here, ENCODE_CHUNK records at a time with a yield in between. Not yielding
+        (the emergency path of a killed flusher) means in-process, without the helper.
+        """
+        n = len(flat) // RECORD_WIDTH
+        actions: list[bytes] = []
+        sources: list[bytes] = []
+        helper = self.encoder_process
+        if helper is not None and yielding and n >= HELPER_MIN_RECORDS:
+            try:
+                actions, sources = helper.encode(self.node, self.encoder.action_head, flat)
+            except EncoderUnavailable:
+                helper.fallbacks += 1  # logged by the helper once; this batch is encoded here
+        if not actions and n:
+            # Past the high-water mark the queue is about to overflow: bigger slices (a few ms) keep up with a
+            # burst instead of dropping records; below it, ~0.3 ms slices keep every user greenlet on time.
+            chunk = ENCODE_CHUNK if self.buffer.fill_ratio < self.settings.high_water else ENCODE_CHUNK * 10
+            for first in range(0, n, chunk):
+                if yielding and first:
+                    gevent.sleep(0)
+                self.encoder.encode(flat, first, min(first + chunk, n), actions, sources)
+        index, new_item = self.requests_index, tuple.__new__
+        run_ids = flat[10::RECORD_WIDTH]
+        for first in range(0, n, ITEM_CHUNK):
+            if yielding and first:
                 gevent.sleep(0)
-            run_id, seq = record[10], record[0]
-            doc_id = f"{run_id}:{node}:{seq}"  # document_id(run_id, node, seq), inlined: per record
-            head = heads.get(run_id)
-            if head is None:
-                head = heads[run_id] = id_prefix + orjson.dumps(f"{run_id}:{node}:")[:-1]
-            items.append(
-                new_item(
-                    BulkItem,
-                    (
-                        "create",
-                        index,
-                        doc_id,
-                        dumps(request_document(record, node)),
-                        True,
-                        run_id,
-                        b'%b%d"}}' % (head, seq),  # the seq needs no JSON escaping
-                    ),
-                )
-            )
+            last = first + ITEM_CHUNK
+            # doc_id stays None: the action line carries it (BulkItem.document_id() reads it back when needed)
+            rows = zip(actions[first:last], sources[first:last], run_ids[first:last], strict=True)
+            items += [
+                new_item(BulkItem, ("create", index, None, source, True, run_id, action))
+                for action, source, run_id in rows
+            ]
         return items
 
     # ----- outcomes and accounting -----------------------------------------------------------------

@@ -223,6 +223,7 @@ class LocustSink:
             "documents": flusher.doc_accounting.as_dict() if flusher else {},
             "sampled_out": self.sampled_out,
             "retries": flusher.retry_counts() if flusher else {},
+            "encoding": flusher.encoder_counts() if flusher else {},
             "trouble": list(flusher.trouble) if flusher else [],
         }
 

@@ -7,7 +7,7 @@ no formatting, no copying of large objects) and leaves everything else to the ba
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import orjson
@@ -33,6 +33,9 @@ class RequestRecord(NamedTuple):
     url: str | None
     run_id: str
     sample_rate: float
+
+
+RECORD_WIDTH = len(RequestRecord._fields)  # fields per record in the buffer's flat lists
 
 
 _second_cache: list[Any] = [None, ""]
@@ -119,3 +122,28 @@ def request_document(record: RequestRecord, node: str) -> dict[str, Any]:
 def document_id(run_id: str, node: str, seq: int) -> str:
     """Deterministic id: a retry or replay of the same record can never create a second document."""
     return f"{run_id}:{node}:{seq}"
+
+
+class RequestEncoder:
+    """Request records -> bulk action lines and documents, for one node and one index.
+
+    The same code runs in Locust's process and in the encoder helper process (encoder.py), so both produce
+    the same bytes. Records come as the buffer stores them: flat, RECORD_WIDTH fields each.
+    """
+
+    def __init__(self, node: str, action_head: bytes) -> None:
+        self.node = node
+        self.action_head = action_head  # `{"create":{"_index":"<index>","_id":`
+        self._heads: dict[str, bytes] = {}  # run id -> action head + `"<run>:<node>:` (JSON-escaped)
+
+    def encode(self, flat: Sequence[Any], first: int, last: int, actions: list[bytes], sources: list[bytes]) -> None:
+        """Append the action line and document of records first..last-1 of `flat`."""
+        node, heads, width = self.node, self._heads, RECORD_WIDTH
+        for i in range(first * width, last * width, width):
+            record = flat[i : i + width]
+            run_id = record[10]
+            head = heads.get(run_id)
+            if head is None:
+                head = heads[run_id] = self.action_head + orjson.dumps(f"{run_id}:{node}:")[:-1]
+            actions.append(b'%b%d"}}' % (head, record[0]))  # document_id(run_id, node, seq); seq needs no escaping
+            sources.append(dumps(request_document(record, node)))  # type: ignore[arg-type]

@@ -108,7 +108,7 @@ class DeadLetters:
                         orjson.dumps(
                             {
                                 "_index": item.index,
-                                "_id": item.doc_id,
+                                "_id": item.document_id(),
                                 "status": status,
                                 "error": error,
                                 "source": orjson.Fragment(item.source),

@@ -764,6 +764,7 @@ class StatsRecorder:
             "sampled_out": self.sink.sampled_out,
             "state": flusher.state if flusher else "not started",
             "retries": flusher.retry_counts() if flusher else {},
+            "encoding": flusher.encoder_counts() if flusher else {},
             "trouble": list(flusher.trouble)[:20] if flusher else [],
         }
 

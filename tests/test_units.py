@@ -44,6 +44,11 @@ def record(seq: int = 1, **kw) -> RequestRecord:
     return RequestRecord(**base)
 
 
+def flat(records) -> list:
+    """Records as the buffer hands them to the flusher: their fields in one flat list."""
+    return [field for rec in records for field in rec]
+
+
 def test_iso_timestamp_is_utc_with_milliseconds():
     for epoch in (1700000000.123456, 1700000000.999, 0.0, 1700000001.0005):
         text = iso_timestamp(epoch)
@@ -190,28 +195,24 @@ def test_every_option_has_its_locust_env_var(monkeypatch):
         assert env_names[dest] == "LOCUST_" + dest.upper(), dest
 
 
-def test_flusher_encoding_equals_the_reference_shapes(tmp_path):
-    """The flusher's inlined per-record encoding must produce exactly document_id / action_line / dumps of
-    request_document, for plain records and for the odd ones (failures, context, sampling, no response)."""
-    from gevent.event import Event
+ODD_RECORDS = [
+    record(1),
+    record(2, exception="HTTPError('500')", status_code=500, context={"user": 3, 4: b"\xff", "s": {"b", "a"}}),
+    record(3, status_code=None, url=None, run_id='we"ird\\id', sample_rate=0.25),
+    record(4, start_time=1700000000.9999, name="/ü/\n", response_time=float("nan")),
+    record(5, request_type=7, name=None, response_length=2**70, context={"n": (1, 2.5, None)}),
+]
 
-    from locust_sink.flusher import Flusher, SinkSettings
+
+def check_encoded(items, records) -> None:
+    """Items must be exactly document_id / action_line / dumps of request_document of each record."""
     from locust_sink.records import document_id
     from locust_sink.transport import action_line, encode_body
 
-    records = [
-        record(1),
-        record(2, exception="HTTPError('500')", status_code=500, context={"user": 3, 4: b"\xff"}),
-        record(3, status_code=None, url=None, run_id='we"ird\\id', sample_rate=0.25),
-        record(4, start_time=1700000000.9999, name="/ü/\n"),
-    ]
-    wake = Event()
-    flusher = Flusher(RecordBuffer(10, 10, wake), wake, "w-1", "pfx", tmp_path, SinkSettings())
-    items = flusher._encode(records, [], yielding=False)
     assert len(items) == len(records)
     for item, rec in zip(items, records, strict=True):
         doc_id = document_id(rec.run_id, "w-1", rec.seq)
-        assert (item.op, item.index, item.doc_id, item.run_id, item.is_request) == (
+        assert (item.op, item.index, item.document_id(), item.run_id, item.is_request) == (
             "create",
             "pfx-requests",
             doc_id,
@@ -223,7 +224,83 @@ def test_flusher_encoding_equals_the_reference_shapes(tmp_path):
         assert orjson.loads(item.action_line()) == {"create": {"_index": "pfx-requests", "_id": doc_id}}
     body = encode_body(items).split(b"\n")
     assert body[-1] == b"" and len(body) == 2 * len(records) + 1
-    assert orjson.loads(body[3])["context"] == {"user": 3, "4": "\ufffd"}
+
+
+def test_flusher_encoding_equals_the_reference_shapes(tmp_path):
+    """The flusher's in-process encoding produces exactly the reference shapes, for plain records and for the
+    odd ones (failures, context with bytes / non-str keys / sets, sampling, no response, NaN, huge ints)."""
+    from gevent.event import Event
+
+    from locust_sink.flusher import Flusher, SinkSettings
+
+    wake = Event()
+    flusher = Flusher(RecordBuffer(10, 10, wake), wake, "w-1", "pfx", tmp_path, SinkSettings(encoder="inline"))
+    items = flusher._encode(flat(ODD_RECORDS), [], yielding=False)
+    check_encoded(items, ODD_RECORDS)
+    assert orjson.loads(items[1].source)["context"] == {"user": 3, "4": "\ufffd", "s": ["a", "b"]}
+    assert orjson.loads(items[3].source)["response_time"] is None
+
+
+def test_encoder_process_gives_the_same_bytes_and_falls_back_per_batch(tmp_path):
+    """The helper process encodes a batch to exactly the in-process bytes; a batch it cannot take (a custom
+    object in a context: marshal refuses it) is encoded in-process, and the helper stays in use."""
+    from gevent.event import Event
+
+    from locust_sink.flusher import HELPER_MIN_RECORDS, Flusher, SinkSettings
+
+    wake = Event()
+    flusher = Flusher(RecordBuffer(10, 10, wake), wake, "w-1", "pfx", tmp_path, SinkSettings())
+    helper = flusher.encoder_process
+    assert helper is not None
+    try:
+        records = [r._replace(seq=i * 10 + r.seq) for i in range(HELPER_MIN_RECORDS) for r in ODD_RECORDS]
+        items = flusher._encode(flat(records), [])
+        check_encoded(items, records)
+        assert helper.batches == 1 and helper.fallbacks == 0 and helper.pid is not None
+
+        class Custom:
+            def __str__(self) -> str:
+                return "custom!"
+
+        odd = records[:-1] + [record(999, context={"obj": Custom()})]
+        items = flusher._encode(flat(odd), [])
+        check_encoded(items, odd)
+        assert orjson.loads(items[-1].source)["context"] == {"obj": "custom!"}
+        assert helper.batches == 1 and helper.fallbacks == 1 and not helper.broken
+        check_encoded(flusher._encode(flat(records), []), records)
+        assert helper.batches == 2
+    finally:
+        flusher.close(timeout=1)
+    assert helper.pid is None
+
+
+def test_encoder_process_that_dies_is_replaced_by_in_process_encoding(tmp_path, caplog):
+    """A helper that is killed (or crashes) costs nothing but one warning: the batch and every later one are
+    encoded in Locust's process, nothing is lost, nothing is encoded twice."""
+    import os
+    import signal
+
+    from gevent.event import Event
+
+    from locust_sink.flusher import HELPER_MIN_RECORDS, Flusher, SinkSettings
+
+    wake = Event()
+    flusher = Flusher(RecordBuffer(10, 10, wake), wake, "w-1", "pfx", tmp_path, SinkSettings())
+    helper = flusher.encoder_process
+    records = [record(i) for i in range(HELPER_MIN_RECORDS)]
+    try:
+        check_encoded(flusher._encode(flat(records), []), records)
+        pid = helper.pid
+        os.kill(pid, signal.SIGKILL)
+        with caplog.at_level("WARNING", logger="locust_sink"):
+            for _ in range(3):
+                check_encoded(flusher._encode(flat(records), []), records)
+        warnings = [r.getMessage() for r in caplog.records if "encoder helper" in r.getMessage()]
+        assert len(warnings) == 1, warnings
+        assert "exited" in warnings[0] or "Broken pipe" in warnings[0], warnings
+        assert helper.broken and helper.batches == 1 and helper.fallbacks == 3 and helper.pid is None
+    finally:
+        flusher.close(timeout=1)
 
 
 def test_serializer_skips_item_parsing_only_for_error_free_bulk_responses():
@@ -300,7 +377,7 @@ def test_carried_retries_have_a_budget(tmp_path):
     wake = Event()
     buffer = RecordBuffer(1000, 4, wake)
     flusher = Flusher(buffer, wake, "local", "pfx", tmp_path, SinkSettings(batch_size=4, max_attempts=3))
-    refused = flusher._encode([record(1), record(2)], [], yielding=False)
+    refused = flusher._encode(flat([record(1), record(2)]), [], yielding=False)
     assert not flusher._carry_along(refused)  # nothing waiting: the caller retries after a backoff
     for i in range(12):
         buffer.put(record(10 + i))
@@ -311,5 +388,5 @@ def test_carried_retries_have_a_budget(tmp_path):
     assert flusher._carry_along(refused)  # refused a second time: still within the budget of 3 attempts
     flusher._next_batch()
     assert not flusher._carry_along(refused)  # a third refusal: the budget is spent
-    newcomer = flusher._encode([record(99)], [], yielding=False)
+    newcomer = flusher._encode(flat([record(99)]), [], yielding=False)
     assert flusher._carry_along(newcomer)  # other items keep their own budget

@@ -1,0 +1,149 @@
+"""Encoding request records off Locust's CPU: a small helper process that turns records into bulk lines.
+
+Why: a Locust process runs on one CPU, and building and serialising each request's document was the largest
+part of the sink's work in it (~2.3 µs of ~5 µs per record, in-process). Here Locust's process only marshals
+the records' fields, as the buffer already stores them flat (C code, ~0.12 µs a record), and reads the encoded
+lines back (~0.05 µs); the helper encodes them with the same `RequestEncoder` on whatever CPU is free.
+
+Nothing depends on the helper: if it cannot start, dies, answers garbage or too slowly, or a batch holds a value
+marshal cannot carry (a custom object in a request's context), that batch is encoded in Locust's process, with
+the same code and the same bytes, and the reason is logged once. The helper imports neither Locust nor gevent,
+ignores Ctrl-C (the final flush still needs it) and exits when its stdin closes, so it cannot outlive Locust.
+
+Protocol on the helper's stdin/stdout: frames of a 4-byte little-endian length and a marshal payload.
+Request: (node, action_head, flat_fields). Reply: (actions, sources), or ("error", message).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import marshal
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from .records import RECORD_WIDTH, RequestEncoder
+
+log = logging.getLogger("locust_sink")
+
+REPLY_TIMEOUT = 30.0  # seconds; a batch takes milliseconds, so this only catches a stuck helper
+_PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
+
+
+class EncoderUnavailable(Exception):
+    """The helper cannot encode this batch (the message says why); encode it in-process instead."""
+
+
+class EncoderProcess:
+    """Parent side: starts the helper on first use and sends it one batch at a time (from one greenlet)."""
+
+    def __init__(self) -> None:
+        self._proc: Any = None
+        self.broken: str | None = None  # why the helper is no longer used, once it failed
+        self.batches = 0  # batches encoded by the helper
+        self.fallbacks = 0  # batches encoded in-process although the helper was enabled
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def _start(self) -> None:
+        from gevent import subprocess  # cooperative pipes; imported here so that the helper never loads gevent
+
+        code = f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); from locust_sink.encoder import serve; serve()"
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            close_fds=True,
+        )
+
+    def encode(self, node: str, action_head: bytes, flat: list[Any]) -> tuple[list[bytes], list[bytes]]:
+        """Encode `flat` in the helper; raises EncoderUnavailable (never anything else) when it cannot."""
+        if self.broken:
+            raise EncoderUnavailable(self.broken)
+        try:
+            payload = marshal.dumps((node, action_head, flat))
+        except ValueError as exc:  # e.g. a custom object in a context: only this batch is affected
+            raise EncoderUnavailable(f"a record holds a value marshal cannot carry ({exc})") from None
+        import gevent
+
+        try:
+            if self._proc is None:
+                self._start()
+            proc = self._proc
+            with gevent.Timeout(REPLY_TIMEOUT, EncoderUnavailable(f"no answer within {REPLY_TIMEOUT:.0f} s")):
+                proc.stdin.write(len(payload).to_bytes(4, "little") + payload)
+                proc.stdin.flush()
+                head = proc.stdout.read(4)
+                if len(head) < 4:
+                    raise EncoderUnavailable(f"the helper process exited (code {proc.poll()})")
+                reply = marshal.loads(proc.stdout.read(int.from_bytes(head, "little")))
+            if len(reply) == 2 and reply[0] == "error":
+                raise EncoderUnavailable(f"the helper failed: {reply[1]}")
+            actions, sources = reply
+            if len(actions) != len(flat) // RECORD_WIDTH or len(sources) != len(actions):
+                raise EncoderUnavailable("the helper answered with a wrong record count")
+        except EncoderUnavailable as exc:
+            self._give_up(str(exc))
+            raise
+        except Exception as exc:  # OSError (broken pipe), EOFError/ValueError (a torn reply), ...
+            self._give_up(f"{type(exc).__name__}: {exc}")
+            raise EncoderUnavailable(self.broken or "") from None
+        except BaseException:
+            # Killed mid-exchange (final deadline, second Ctrl-C): the pipe may hold half a frame.
+            self._give_up("interrupted during an exchange")
+            raise
+        self.batches += 1
+        return actions, sources
+
+    def _give_up(self, reason: str) -> None:
+        if not self.broken:
+            self.broken = reason
+            log.warning(
+                "locust-sink: encoding in Locust's process from now on (the encoder helper process: %s)", reason
+            )
+        self.close()
+
+    def close(self) -> None:
+        """Stop the helper: closing its stdin ends it; it is killed if it does not exit at once."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        for stream in (proc.stdin, proc.stdout):
+            with contextlib.suppress(Exception):  # a broken pipe while closing changes nothing
+                stream.close()
+        try:
+            proc.wait(timeout=2)
+        except Exception:  # noqa: BLE001 - TimeoutExpired, or interrupted: make sure it is gone
+            proc.kill()
+            with contextlib.suppress(Exception):
+                proc.wait(timeout=2)
+
+
+def serve() -> None:
+    """Helper side: encode batches from stdin until it closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for Locust; the final flush still needs us
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    encoders: dict[tuple[str, bytes], RequestEncoder] = {}
+    while True:
+        head = stdin.read(4)
+        if len(head) < 4:
+            return
+        payload = stdin.read(int.from_bytes(head, "little"))
+        try:
+            node, action_head, flat = marshal.loads(payload)
+            encoder = encoders.get((node, action_head))
+            if encoder is None:
+                encoder = encoders[(node, action_head)] = RequestEncoder(node, action_head)
+            actions: list[bytes] = []
+            sources: list[bytes] = []
+            encoder.encode(flat, 0, len(flat) // RECORD_WIDTH, actions, sources)
+            reply = marshal.dumps((actions, sources))
+        except Exception as exc:  # noqa: BLE001 - reported to the parent, which encodes the batch itself
+            reply = marshal.dumps(("error", f"{type(exc).__name__}: {exc}"))
+        stdout.write(len(reply).to_bytes(4, "little") + reply)
+        stdout.flush()
