@@ -23,13 +23,42 @@ from locust.stats import StatsError
 from .buffer import RecordBuffer
 from .flusher import Flusher
 from .options import SinkOptions, add_arguments, option_values
-from .records import RequestRecord
 from .stats import StatsRecorder
 
 log = logging.getLogger("locust_sink")
-_new_tuple = tuple.__new__  # builds a RequestRecord without NamedTuple's Python-level __new__
 # The client logs every request at INFO: thousands of lines per run that say nothing the sink does not.
 logging.getLogger("elastic_transport").setLevel(logging.WARNING)
+
+
+_PLAIN = (str, int, float, bool, type(None))
+_error_texts: dict[Any, str] = {}  # (type, args, attributes) -> StatsError.parse_error text
+
+
+def error_text(exception: Any) -> str:
+    """`StatsError.parse_error(exception)`, the text Locust's own failure stats use, cached by what it is made of.
+
+    parse_error builds a repr (FastHttpUser's status errors: several Python-level reprs, ~2 µs), and every failed
+    request pays it on the hot path. An exception whose args and attributes are plain values (str, int, ...) of
+    a class from Locust, its HTTP clients or the standard library has a repr made of exactly those, so equal
+    ones share the text. Anything else (a response object among the attributes, a user's own class) is not cached.
+    """
+    cls = type(exception)
+    module = getattr(cls, "__module__", "")
+    if module.startswith(("locust.", "geventhttpclient.", "requests.", "urllib3.", "builtins")):
+        try:
+            args = exception.args
+            attrs = getattr(exception, "__dict__", None) or {}
+            if all(type(v) in _PLAIN for v in args) and all(type(v) in _PLAIN for v in attrs.values()):
+                key = (cls, args, tuple(attrs.items()))
+                text = _error_texts.get(key)
+                if text is None:
+                    if len(_error_texts) >= 1000:
+                        _error_texts.clear()  # bounded: error texts with ever-new values are not worth keeping
+                    text = _error_texts[key] = StatsError.parse_error(exception)
+                return text
+        except Exception:  # noqa: BLE001 - odd exception objects: no caching, same text as Locust's
+            pass
+    return StatsError.parse_error(exception)
 
 
 def new_run_id() -> str:
@@ -151,7 +180,8 @@ class LocustSink:
         url: str | None = None,
         **_kwargs: Any,
     ) -> None:
-        """The hot path: one tuple, one append. No formatting, no I/O."""
+        """The hot path: the record's fields go straight into the buffer (RecordBuffer.put, inlined: this
+        runs on every request). No formatting, no I/O."""
         if exception is None:
             rate = self._sample_rate
             if rate < 1.0 and random.random() >= rate:
@@ -160,27 +190,37 @@ class LocustSink:
             error = None
         else:
             rate = 1.0  # failures are always kept: their documents carry no sample_rate (weight 1)
-            error = StatsError.parse_error(exception)
+            error = error_text(exception)
         self._seq += 1
-        self.buffer.put(
-            _new_tuple(
-                RequestRecord,
-                (
-                    self._seq,
-                    start_time if start_time is not None else time.time() - (response_time or 0) / 1000.0,
-                    request_type,
-                    name,
-                    response_time,
-                    response_length or 0,
-                    getattr(response, "status_code", None),
-                    error,
-                    context or None,
-                    url,
-                    self.run_id,
-                    rate,
-                ),
-            )
+        buf = self.buffer
+        acc = buf.accounting
+        acc.emitted += 1
+        if buf._len >= buf.maxsize:
+            acc.overflowed += 1
+            acc.dropped += 1
+            return
+        tail = buf._tail
+        tail += (  # the fields in RequestRecord's order
+            self._seq,
+            start_time if start_time is not None else time.time() - (response_time or 0) / 1000.0,
+            request_type,
+            name,
+            response_time,
+            response_length or 0,
+            getattr(response, "status_code", None),
+            error,
+            context or None,
+            url,
+            self.run_id,
+            rate,
         )
+        buf._len += 1
+        acc.queued += 1
+        if len(tail) >= buf._chunk_len:
+            buf._full.append(tail)
+            buf._tail = []
+        if buf._len == buf.batch_size:
+            buf._wake.set()
 
     def on_test_start(self, environment: Environment, **_kwargs: Any) -> None:
         self._choose_run_id()

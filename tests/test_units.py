@@ -390,3 +390,66 @@ def test_carried_retries_have_a_budget(tmp_path):
     assert not flusher._carry_along(refused)  # a third refusal: the budget is spent
     newcomer = flusher._encode(flat([record(99)]), [], yielding=False)
     assert flusher._carry_along(newcomer)  # other items keep their own budget
+
+
+def test_error_text_is_locusts_parse_error_cached_only_when_safe():
+    """The hot path's cached error text equals StatsError.parse_error for Locust's, the HTTP clients' and
+    builtin exceptions (first call and cached), and is not cached for objects that are not plain values."""
+    import requests
+    from locust.contrib.fasthttp import LocustBadStatusCode
+    from locust.exception import CatchResponseError
+    from locust.stats import StatsError
+
+    from locust_sink import plugin
+
+    class Mine(Exception):
+        calls = 0
+
+        def __repr__(self) -> str:
+            Mine.calls += 1
+            return f"Mine#{Mine.calls}"
+
+    response = requests.Response()
+    response.status_code = 500
+    errors = [
+        LocustBadStatusCode("http://h/x", code=404),
+        LocustBadStatusCode("http://h/y", code=500),
+        CatchResponseError("404 Client Error: Not Found for url: /missing"),
+        ConnectionRefusedError(111, "Connection refused"),
+        requests.HTTPError("500 Server Error", response=response),
+        ValueError(object()),
+        "already a string",
+    ]
+    plugin._error_texts.clear()
+    for _ in range(2):
+        for error in errors:
+            assert plugin.error_text(error) == StatsError.parse_error(error), error
+    assert plugin.error_text(Mine()) == "Mine#1" and plugin.error_text(Mine()) == "Mine#2"  # not cached
+    cached_types = {key[0] for key in plugin._error_texts}
+    assert cached_types == {LocustBadStatusCode, CatchResponseError, ConnectionRefusedError}
+    assert len(plugin._error_texts) == 4
+
+
+def test_on_request_fills_the_buffer_like_put():
+    """LocustSink.on_request inlines RecordBuffer.put: both must leave the same fields, counts and wake-ups,
+    including overflow once the queue is full."""
+    from locust.env import Environment
+
+    import locust_sink
+
+    env = Environment()
+    sink = locust_sink.attach(env, sink_dir="unused", run_id="r1", sink_batch_size=2, sink_queue_size=3)
+    wake = Wake()
+    sink.buffer._wake = wake
+    reference = RecordBuffer(maxsize=3, batch_size=2, wake=Wake())
+    for i in range(1, 5):
+        sink.on_request("GET", "/x", 12.5, 10, response=None, context={}, exception=None, start_time=1.0 + i, url="u")
+        reference.put(record(i, start_time=1.0 + i, status_code=None, url="u"))
+    assert sink.buffer.accounting.as_dict() == reference.accounting.as_dict()
+    assert sink.buffer.accounting.overflowed == reference.accounting.overflowed == 1
+    assert wake.count == reference._wake.count == 1
+    assert (
+        sink.buffer.take(10)
+        == reference.take(10)
+        == [record(i, start_time=1.0 + i, status_code=None, url="u") for i in (1, 2, 3)]
+    )
