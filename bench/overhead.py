@@ -20,7 +20,8 @@ process (FastHttpUser, no wait time, no --processes) for --duration seconds in e
 
 The variant order rotates from round to round so that drift (other load on the machine, thermal, ES merging)
 does not favour one variant. CPU modes: `shared` (no pinning) and `pinned` (Locust on the last CPU, nginx,
-Elasticsearch and the es-load neighbour on the others). Per run: requests/s (Locust's --json-file totals over
+Elasticsearch, the es-load neighbour and the sink's encoder helper process on the others: the helper is found
+as Locust's child process and moved there, and its CPU is reported in a column of its own). Per run: requests/s (Locust's --json-file totals over
 the window Locust measured), Locust CPU per request (user+sys from wait4's rusage for the whole process, and
 for the load window only from /proc samples), p50/p99 from Locust's response-time histograms, the sink's
 final-flush time from its log line, and a delivery check: the number of request records in ES (or in the
@@ -329,6 +330,7 @@ class Run:
     delivered: int | None = None  # request records found in ES / in the NDJSON file
     neighbour_cores: float = 0.0  # es-load: CPU of bench/es_neighbour.py / window
     neighbour_indexed: int | None = None  # es-load: records the neighbour indexed (must equal what it emitted)
+    helper_cores: float = 0.0  # the sink's encoder helper process: CPU / window
     problems: list[str] = field(default_factory=list)
 
 
@@ -370,7 +372,7 @@ def run_locust(
     locust_cpu: int | None,
     work: Path,
     server_pids: dict[str, list[int]],
-    neighbour_cpus: set[int] | None = None,
+    other_cpus: set[int] | None = None,
 ) -> Run:
     sink = run.variant in ("file", *ES_VARIANTS)
     out = work / f"r{run.round}-{run.mode}-{run.variant}"
@@ -406,8 +408,8 @@ def run_locust(
             ],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
-        if neighbour_cpus is not None:
-            set_affinity(neighbour.pid, neighbour_cpus)
+        if other_cpus is not None:
+            set_affinity(neighbour.pid, other_cpus)
         server_pids = {**server_pids, "neighbour": [neighbour.pid]}
         time.sleep(1.0)  # imports, connection and templates, before Locust starts
     started = time.time()
@@ -420,11 +422,29 @@ def run_locust(
     deadline = time.monotonic() + args.duration + args.grace
     rusage = None
     status = 0
+    # The sink's encoder helper (a child of Locust, started at the first batch): its CPU is reported on its
+    # own, and when pinned it goes with nginx and Elasticsearch, off Locust's CPU (see docs/benchmarks.md).
+    helper_pid: int | None = None
+    helper_samples: list[tuple[float, float]] = []
+    next_scan = 0.0
     while True:
         cpu = proc_cpu(pid)
         now = time.time()
         if cpu is not None:
             samples.append((now, cpu))
+        if sink and helper_pid is None and time.monotonic() >= next_scan:
+            next_scan = time.monotonic() + 0.5
+            children = [p for p in tree_pids(pid) if p != pid]
+            if children:
+                helper_pid = children[0]
+                if other_cpus is not None:
+                    set_affinity(helper_pid, other_cpus)
+        if helper_pid is not None:
+            helper_cpu = proc_cpu(helper_pid)
+            if helper_cpu is not None:
+                helper_samples.append((now, helper_cpu))
+            elif helper_samples:
+                helper_samples.append((now, helper_samples[-1][1]))  # exited: its total stays
         sys_samples.append((now, system_busy()))
         for name, pids in server_pids.items():
             srv_samples[name].append((now, sum(proc_cpu(p) or 0.0 for p in pids)))
@@ -481,12 +501,14 @@ def run_locust(
         run.cpu_window_s = interpolate(samples, t_end) - interpolate(samples, t_start)
         machine = interpolate(sys_samples, t_end) - interpolate(sys_samples, t_start)
         server = {name: interpolate(v, t_end) - interpolate(v, t_start) for name, v in srv_samples.items()}
-        run.other_cpu_s = max(0.0, machine - run.cpu_window_s - sum(server.values()))
+        helper = interpolate(helper_samples, t_end) - interpolate(helper_samples, t_start) if helper_samples else 0.0
+        run.other_cpu_s = max(0.0, machine - run.cpu_window_s - sum(server.values()) - helper)
         if run.window_s > 0:
             run.locust_busy = run.cpu_window_s / run.window_s
             run.nginx_cores = server.get("nginx", 0.0) / run.window_s
             run.es_cores = server.get("es", 0.0) / run.window_s
             run.neighbour_cores = server.get("neighbour", 0.0) / run.window_s
+            run.helper_cores = helper / run.window_s
     if run.requests:
         run.cpu_us_per_req = run.cpu_total_s / run.requests * 1e6
         run.cpu_window_us_per_req = run.cpu_window_s / run.requests * 1e6
@@ -597,6 +619,7 @@ def summarize(runs: list[Run], modes: list[str], variants: list[str]) -> tuple[l
                 "nginx_cores": med([r.nginx_cores for r in rs]),
                 "es_cores": med([r.es_cores for r in rs]),
                 "neighbour_cores": med([r.neighbour_cores for r in rs]),
+                "helper_cores": med([r.helper_cores for r in rs]),
                 "delivered_ok": (
                     all(r.delivered == r.requests for r in rs) if variant in ("file", *ES_VARIANTS) else None
                 ),
@@ -626,14 +649,14 @@ def summarize(runs: list[Run], modes: list[str], variants: list[str]) -> tuple[l
     lines += [
         "",
         "| CPUs | variant | Locust CPU µs/req (whole process) | Locust busy | nginx cores | Elasticsearch cores "
-        "| es_neighbour.py (cores) | other processes (cores) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| es_neighbour.py (cores) | sink encoder helper (cores) | other processes (cores) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         lines.append(
             f"| {row['mode']} | {row['variant']} | {row['cpu_us_per_req']:.0f} | {row['locust_busy']:.2f} "
             f"| {row['nginx_cores']:.2f} | {row['es_cores']:.2f} | {row['neighbour_cores']:.2f} "
-            f"| {row['other_cores']:.2f} |"
+            f"| {row['helper_cores']:.2f} | {row['other_cores']:.2f} |"
         )
     return rows, "\n".join(lines)
 
@@ -742,7 +765,7 @@ def main(argv: list[str] | None = None) -> int:
                     log(
                         f"  {run.rps:7.0f} req/s  {run.cpu_window_us_per_req:4.0f} µs CPU/req  p50 {run.p50_ms:.0f} ms"
                         f"  p99 {run.p99_ms:.0f} ms{flush}  delivered {run.delivered}/{run.requests}"
-                        f"  busy {run.locust_busy:.2f}  es {run.es_cores:.2f}"
+                        f"  busy {run.locust_busy:.2f}  es {run.es_cores:.2f}  helper {run.helper_cores:.2f}"
                         f"  other {run.other_cpu_s / max(run.window_s, 1):.2f}"
                     )
                     for problem in run.problems:
