@@ -30,26 +30,43 @@ log = logging.getLogger("locust_sink")
 logging.getLogger("elastic_transport").setLevel(logging.WARNING)
 
 
-_PLAIN = (str, int, float, bool, type(None))
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+try:  # FastHttpUser's errors carry the URL as this object; its repr is made of its text
+    from geventhttpclient.url import URL as _URL
+except ImportError:  # pragma: no cover - Locust depends on geventhttpclient
+    _URL = None
+_PLAIN_OR_URL = _PLAIN | {_URL} if _URL is not None else _PLAIN
 _error_texts: dict[Any, str] = {}  # (type, args, attributes) -> StatsError.parse_error text
+
+
+def _key_part(values: Any) -> Any:
+    """`values` as a hashable key that determines their reprs, or None when they are not plain values."""
+    types = set(map(type, values))
+    if types <= _PLAIN:
+        return tuple(values)
+    if types <= _PLAIN_OR_URL:
+        return tuple((v if type(v) is not _URL else (_URL, str(v))) for v in values)
+    return None
 
 
 def error_text(exception: Any) -> str:
     """`StatsError.parse_error(exception)`, the text Locust's own failure stats use, cached by what it is made of.
 
-    parse_error builds a repr (FastHttpUser's status errors: several Python-level reprs, ~2 µs), and every failed
-    request pays it on the hot path. An exception whose args and attributes are plain values (str, int, ...) of
-    a class from Locust, its HTTP clients or the standard library has a repr made of exactly those, so equal
-    ones share the text. Anything else (a response object among the attributes, a user's own class) is not cached.
+    parse_error builds a repr (FastHttpUser's status errors: several Python-level reprs, a few µs), and every
+    failed request pays it on the hot path. An exception whose args and attributes are plain values (str, int,
+    ..., and geventhttpclient's URL) of a class from Locust, its HTTP clients or the standard library has a repr
+    made of exactly those, so equal ones share the text. Anything else (a response object among the
+    attributes, a user's own class) is not cached.
     """
     cls = type(exception)
     module = getattr(cls, "__module__", "")
     if module.startswith(("locust.", "geventhttpclient.", "requests.", "urllib3.", "builtins")):
         try:
-            args = exception.args
             attrs = getattr(exception, "__dict__", None) or {}
-            if all(type(v) in _PLAIN for v in args) and all(type(v) in _PLAIN for v in attrs.values()):
-                key = (cls, args, tuple(attrs.items()))
+            args_key = _key_part(exception.args)
+            attrs_key = _key_part(attrs.values()) if args_key is not None else None
+            if attrs_key is not None:
+                key = (cls, args_key, tuple(attrs), attrs_key)
                 text = _error_texts.get(key)
                 if text is None:
                     if len(_error_texts) >= 1000:

@@ -18,7 +18,7 @@ import elastic_transport
 import elasticsearch
 import orjson
 from elasticsearch import Elasticsearch
-from elasticsearch.serializer import OrjsonSerializer
+from elasticsearch.serializer import NdjsonSerializer, OrjsonSerializer
 
 
 class SinkSerializer(OrjsonSerializer):
@@ -33,6 +33,19 @@ class SinkSerializer(OrjsonSerializer):
         if data[:16] == _NO_ERRORS:
             return {"errors": False}
         return super().loads(data)
+
+
+class BulkBodySerializer(NdjsonSerializer):
+    """NDJSON that passes an already encoded bulk body through as it is.
+
+    The client's own NDJSON serializer copies every body into a growing bytearray and back (two copies of a
+    ~300 kB body, ~0.3 ms of the load test's CPU per bulk request, sampled); ours end with a newline already.
+    """
+
+    def dumps(self, data: Any) -> bytes:
+        if type(data) is bytes and data.endswith(b"\n"):
+            return data
+        return super().dumps(data)
 
 
 _NO_ERRORS = b'{"errors":false,'
@@ -194,7 +207,8 @@ def make_client(config: EsConfig) -> Elasticsearch:
     elif config.username or config.password:
         kwargs["basic_auth"] = (config.username or "", config.password or "")
     # orjson for the (de)serialisation the client does itself: bulk responses are parsed ~10x faster
-    return Elasticsearch(config.urls, serializer=SinkSerializer(), **kwargs)
+    serializers = {SinkSerializer.mimetype: SinkSerializer(), BulkBodySerializer.mimetype: BulkBodySerializer()}
+    return Elasticsearch(config.urls, serializers=serializers, **kwargs)
 
 
 def client_major() -> int:

@@ -20,7 +20,7 @@ from pathlib import Path
 import orjson
 import pytest
 from e2e_util import locust_truth
-from helpers import es_client, free_port, headless_locust_cmd
+from helpers import es_client, free_port, headless_locust_cmd, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -400,3 +400,65 @@ def test_second_ctrl_c_exits_at_once_and_spools(tmp_path, es_url, httpbin_url):
     # what did not reach ES is in the spool; a replay completes the picture without duplicates
     replay(tmp_path / "results" / "spool", es_url)
     assert docs_in_es(es_url, prefix, run_id_of(log)) == total
+
+
+def _encoder_children(pid: int) -> list[int]:
+    """Processes whose parent is `pid` and that run the sink's encoder helper."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_bytes()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat[stat.rindex(b")") + 2 :].split()[1]) == pid and b"locust_sink.encoder" in cmdline:
+            found.append(int(entry))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    return stat[stat.rindex(b")") + 2 :].split()[0] != b"Z"  # a zombie has exited
+
+
+def test_encoder_helper_encodes_a_real_run_and_dies_with_locust(tmp_path, httpbin_url):
+    """A real Locust (file mode, 20,000 records/s through the real hot path): the helper process encodes the
+    batches (the run document says how many; no fallbacks), every record is written; and when Locust is
+    SIGKILLed the helper notices its closed stdin and exits: it never outlives Locust."""
+    complete = tmp_path / "complete"
+    complete.mkdir()
+    records = 40_000
+    run = LocustRun(complete, HOTLOOP, httpbin_url, [], env={"HOTLOOP_RECORDS": str(records)}, run_time="60s", users=1)
+    log = run.wait(timeout=120)
+    acc = accounting(log)
+    assert acc["emitted"] == records and acc["written"] == records, acc
+    run_id = run_id_of(log)
+    lines = (complete / "results" / run_id / "local.ndjson").read_bytes().splitlines()
+    runs_docs = [
+        orjson.loads(source)
+        for action, source in zip(lines[::2], lines[1::2], strict=True)
+        if next(iter(orjson.loads(action).values()))["_index"].endswith("-runs")
+    ]
+    encoding = runs_docs[-1]["sink_by_node"]["local"]["encoding"]
+    assert encoding["encoder"] == "process" and encoding["fallbacks"] == 0, encoding
+    assert encoding["helper_batches"] >= records // 1000 // 2, encoding  # most batches are full ones (1,000)
+
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    run = LocustRun(killed, HOTLOOP, httpbin_url, [], env={"HOTLOOP_RECORDS": "2000000"}, run_time="90s", users=1)
+    try:
+        helpers = wait_until(lambda: _encoder_children(run.proc.pid), 60, 0.2, "the encoder helper process")
+        assert len(helpers) == 1
+        os.kill(run.proc.pid, signal.SIGKILL)  # Locust only: nothing gets a chance to close the helper
+        run.proc.wait(10)
+        wait_until(lambda: not _running(helpers[0]), 10, 0.1, "the helper to exit after Locust was killed")
+    finally:
+        if run.proc.poll() is None:
+            run.proc.kill()
+            run.proc.wait()
+        run.handle.close()

@@ -411,7 +411,11 @@ def test_error_text_is_locusts_parse_error_cached_only_when_safe():
 
     response = requests.Response()
     response.status_code = 500
+    from geventhttpclient.url import URL
+
     errors = [
+        LocustBadStatusCode(URL("http://h/x"), code=404),  # what FastHttpUser raises for a 404
+        LocustBadStatusCode(URL("http://h/x"), code=500),
         LocustBadStatusCode("http://h/x", code=404),
         LocustBadStatusCode("http://h/y", code=500),
         CatchResponseError("404 Client Error: Not Found for url: /missing"),
@@ -427,7 +431,7 @@ def test_error_text_is_locusts_parse_error_cached_only_when_safe():
     assert plugin.error_text(Mine()) == "Mine#1" and plugin.error_text(Mine()) == "Mine#2"  # not cached
     cached_types = {key[0] for key in plugin._error_texts}
     assert cached_types == {LocustBadStatusCode, CatchResponseError, ConnectionRefusedError}
-    assert len(plugin._error_texts) == 4
+    assert len(plugin._error_texts) == 6
 
 
 def test_on_request_fills_the_buffer_like_put():
@@ -453,3 +457,19 @@ def test_on_request_fills_the_buffer_like_put():
         == reference.take(10)
         == [record(i, start_time=1.0 + i, status_code=None, url="u") for i in (1, 2, 3)]
     )
+
+
+def test_bulk_bodies_reach_the_wire_without_copies():
+    """The client's NDJSON serializer would copy each ~300 kB bulk body twice; ours hands an encoded body
+    (bytes ending in a newline) through as the same object, and still serializes anything else."""
+    from locust_sink.transport import BulkBodySerializer, EsConfig, SinkSerializer, make_client
+
+    es = make_client(EsConfig(urls=["http://127.0.0.1:9"]))
+    collection = es.transport.serializers
+    ndjson = collection.get_serializer("application/x-ndjson")
+    assert isinstance(ndjson, BulkBodySerializer)
+    assert isinstance(collection.get_serializer("application/json"), SinkSerializer)
+    body = b'{"create":{"_index":"i","_id":"1"}}\n{"a":1}\n'
+    assert ndjson.dumps(body) is body
+    assert ndjson.dumps([{"create": {}}, {"a": 1}]) == b'{"create":{}}\n{"a":1}\n'
+    assert ndjson.dumps(b'{"a":1}') == b'{"a":1}\n'
