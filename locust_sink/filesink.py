@@ -75,22 +75,33 @@ class FileWriter:
     def path_for(self, run_id: str) -> Path:
         return self.sink_dir / safe_name(run_id) / f"{safe_name(self.node)}.ndjson"
 
+    def _handle(self, run_id: str):  # type: ignore[no-untyped-def]
+        handle = self._handles.get(run_id)
+        if handle is None:
+            path = self.path_for(run_id)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = path.open("ab")
+            self._handles[run_id] = handle
+            self.paths[run_id] = path
+        return handle
+
     def write(self, items: list[BulkItem]) -> int:
         by_run: dict[str, list[BulkItem]] = {}
         for item in items:
             by_run.setdefault(item.run_id, []).append(item)
         total = 0
         for run_id, group in by_run.items():
-            handle = self._handles.get(run_id)
-            if handle is None:
-                path = self.path_for(run_id)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                handle = path.open("ab")
-                self._handles[run_id] = handle
-                self.paths[run_id] = path
+            handle = self._handle(run_id)
             total += write_items(handle, group)
-            handle.flush()  # type: ignore[attr-defined]
+            handle.flush()
         return total
+
+    def write_body(self, run_id: str, body: bytes) -> int:
+        """Append complete bulk-format lines (action, document, ...) of one run, in one write."""
+        handle = self._handle(run_id)
+        handle.write(body)
+        handle.flush()
+        return len(body)
 
     def close(self) -> None:
         for handle in self._handles.values():

@@ -309,20 +309,22 @@ def encode_body(items: Sequence[BulkItem]) -> bytes:
     return b"\n".join(parts)
 
 
-def send_bulk(es: Elasticsearch, items: Sequence[BulkItem], body: bytes | None = None) -> BulkOutcome:
-    """One `_bulk` request; sorts every item into indexed / retry / rejected.
+def bulk_request(es: Elasticsearch, body: bytes) -> dict[str, Any]:
+    """One `_bulk` request with an encoded body; its (filtered) result, or SinkTransportError."""
+    try:
+        resp = es.bulk(operations=body, filter_path=BULK_FILTER_PATH)
+    except Exception as exc:
+        raise classify(exc) from exc
+    return resp.body if hasattr(resp, "body") else resp
+
+
+def sort_items(items: Sequence[BulkItem], result: dict[str, Any]) -> BulkOutcome:
+    """Sort the items of one `_bulk` request into indexed / retry / rejected by its result.
 
     A 409 on `create` means the document is already there (an earlier attempt succeeded), so it counts
     as indexed: that is what makes retries and replays idempotent.
     """
-    if not items:
-        return BulkOutcome()
-    try:
-        resp = es.bulk(operations=body if body is not None else encode_body(items), filter_path=BULK_FILTER_PATH)
-    except Exception as exc:
-        raise classify(exc) from exc
     outcome = BulkOutcome()
-    result = resp.body if hasattr(resp, "body") else resp
     if not result.get("errors"):
         outcome.indexed.extend(items)
         return outcome
@@ -340,3 +342,10 @@ def send_bulk(es: Elasticsearch, items: Sequence[BulkItem], body: bytes | None =
         else:
             outcome.rejected.append((item, status, detail.get("error")))
     return outcome
+
+
+def send_bulk(es: Elasticsearch, items: Sequence[BulkItem], body: bytes | None = None) -> BulkOutcome:
+    """One `_bulk` request of `items` (`body`: their encoding, if already made), sorted by sort_items."""
+    if not items:
+        return BulkOutcome()
+    return sort_items(items, bulk_request(es, body if body is not None else encode_body(items)))

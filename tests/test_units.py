@@ -235,7 +235,7 @@ def test_flusher_encoding_equals_the_reference_shapes(tmp_path):
 
     wake = Event()
     flusher = Flusher(RecordBuffer(10, 10, wake), wake, "w-1", "pfx", tmp_path, SinkSettings(encoder="inline"))
-    items = flusher._encode(flat(ODD_RECORDS), [], yielding=False)
+    items = flusher._encode(flat(ODD_RECORDS), yielding=False).items()
     check_encoded(items, ODD_RECORDS)
     assert orjson.loads(items[1].source)["context"] == {"user": 3, "4": "\ufffd", "s": ["a", "b"]}
     assert orjson.loads(items[3].source)["response_time"] is None
@@ -254,7 +254,7 @@ def test_encoder_process_gives_the_same_bytes_and_falls_back_per_batch(tmp_path)
     assert helper is not None
     try:
         records = [r._replace(seq=i * 10 + r.seq) for i in range(HELPER_MIN_RECORDS) for r in ODD_RECORDS]
-        items = flusher._encode(flat(records), [])
+        items = flusher._encode(flat(records)).items()
         check_encoded(items, records)
         assert helper.batches == 1 and helper.fallbacks == 0 and helper.pid is not None
 
@@ -263,11 +263,11 @@ def test_encoder_process_gives_the_same_bytes_and_falls_back_per_batch(tmp_path)
                 return "custom!"
 
         odd = records[:-1] + [record(999, context={"obj": Custom()})]
-        items = flusher._encode(flat(odd), [])
+        items = flusher._encode(flat(odd)).items()
         check_encoded(items, odd)
         assert orjson.loads(items[-1].source)["context"] == {"obj": "custom!"}
         assert helper.batches == 1 and helper.fallbacks == 1 and not helper.broken
-        check_encoded(flusher._encode(flat(records), []), records)
+        check_encoded(flusher._encode(flat(records)).items(), records)
         assert helper.batches == 2
     finally:
         flusher.close(timeout=1)
@@ -289,12 +289,12 @@ def test_encoder_process_that_dies_is_replaced_by_in_process_encoding(tmp_path, 
     helper = flusher.encoder_process
     records = [record(i) for i in range(HELPER_MIN_RECORDS)]
     try:
-        check_encoded(flusher._encode(flat(records), []), records)
+        check_encoded(flusher._encode(flat(records)).items(), records)
         pid = helper.pid
         os.kill(pid, signal.SIGKILL)
         with caplog.at_level("WARNING", logger="locust_sink"):
             for _ in range(3):
-                check_encoded(flusher._encode(flat(records), []), records)
+                check_encoded(flusher._encode(flat(records)).items(), records)
         warnings = [r.getMessage() for r in caplog.records if "encoder helper" in r.getMessage()]
         assert len(warnings) == 1, warnings
         assert "exited" in warnings[0] or "Broken pipe" in warnings[0], warnings
@@ -328,10 +328,10 @@ def test_partial_batches_only_once_per_interval_under_load(tmp_path):
     sizes: list[int] = []
 
     class SlowDelivery(Flusher):
-        def _write_file(self, items):  # type: ignore[no-untyped-def]
-            sizes.append(len(items))
+        def _write_file(self, items, encoded):  # type: ignore[no-untyped-def]
+            sizes.append(len(items) + len(encoded))
             gevent.sleep(0.01)  # a ~10 ms bulk request: records keep arriving meanwhile
-            super()._write_file(items)
+            super()._write_file(items, encoded)
 
     wake = Event()
     buffer = RecordBuffer(100_000, 100, wake)
@@ -377,18 +377,19 @@ def test_carried_retries_have_a_budget(tmp_path):
     wake = Event()
     buffer = RecordBuffer(1000, 4, wake)
     flusher = Flusher(buffer, wake, "local", "pfx", tmp_path, SinkSettings(batch_size=4, max_attempts=3))
-    refused = flusher._encode(flat([record(1), record(2)]), [], yielding=False)
+    refused = flusher._encode(flat([record(1), record(2)]), yielding=False).items()
     assert not flusher._carry_along(refused)  # nothing waiting: the caller retries after a backoff
     for i in range(12):
         buffer.put(record(10 + i))
     assert flusher._carry_along(refused)
     assert flusher.items_carried == 2 and flusher._carry == refused
-    batch = flusher._next_batch()
+    items, encoded = flusher._next_batch()
+    batch = items + encoded.items()
     assert batch[:2] == refused and len(batch) == 4 and not flusher._carry  # carried first, batch size holds
     assert flusher._carry_along(refused)  # refused a second time: still within the budget of 3 attempts
     flusher._next_batch()
     assert not flusher._carry_along(refused)  # a third refusal: the budget is spent
-    newcomer = flusher._encode(flat([record(99)]), [], yielding=False)
+    newcomer = flusher._encode(flat([record(99)]), yielding=False).items()
     assert flusher._carry_along(newcomer)  # other items keep their own budget
 
 
@@ -473,3 +474,54 @@ def test_bulk_bodies_reach_the_wire_without_copies():
     assert ndjson.dumps(body) is body
     assert ndjson.dumps([{"create": {}}, {"a": 1}]) == b'{"create":{}}\n{"a":1}\n'
     assert ndjson.dumps(b'{"a":1}') == b'{"a":1}\n'
+
+
+def test_file_mode_counts_records_it_cannot_write_as_dropped(tmp_path):
+    """File mode on a sink dir that cannot hold files: the batch's records (encoded lines and bulk items
+    alike) are counted as dropped, the problem is noted once, nothing is left in flight."""
+    from gevent.event import Event
+
+    from locust_sink.flusher import Flusher, SinkSettings
+
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the sink dir should be")
+    wake = Event()
+    buffer = RecordBuffer(100, 10, wake)
+    flusher = Flusher(buffer, wake, "local", "pfx", blocker, SinkSettings(batch_size=10, encoder="inline"))
+    for i in range(1, 8):
+        buffer.put(record(i))
+    flusher.submit_document("events", {"run_id": "r1", "kind": "x"}, "r1")
+    items, encoded = flusher._next_batch()
+    assert len(items) == 1 and len(encoded) == 7
+    flusher._write_file(items, encoded)
+    acc = buffer.accounting
+    assert (acc.dropped, acc.written, acc.in_flight, acc.queued) == (7, 0, 0, 0) and acc.balanced()
+    assert flusher.doc_accounting.dropped == 1 and flusher.doc_accounting.balanced()
+    assert any("cannot write" in line for line in flusher.trouble)
+
+
+def test_file_mode_writes_encoded_lines_of_one_or_several_runs(tmp_path):
+    """Records of one run go to its file as encoded lines; a batch that spans two runs (a new test from the
+    web UI while records of the old one were queued) is split by run. Every record is in its run's file."""
+    from gevent.event import Event
+
+    from locust_sink.filesink import read_items
+    from locust_sink.flusher import Flusher, SinkSettings
+
+    wake = Event()
+    buffer = RecordBuffer(100, 10, wake)
+    flusher = Flusher(buffer, wake, "local", "pfx", tmp_path, SinkSettings(batch_size=10, encoder="inline"))
+    for i in range(1, 6):
+        buffer.put(record(i, run_id="run-a"))
+    flusher._write_file(*flusher._next_batch())
+    for i in range(6, 10):
+        buffer.put(record(i, run_id="run-a" if i < 8 else "run-b"))
+    flusher._write_file(*flusher._next_batch())
+    flusher.file_writer.close()
+    acc = buffer.accounting
+    assert acc.written == 9 and acc.balanced()
+    seqs = {
+        run: [int(item.doc_id.rsplit(":", 1)[1]) for item in read_items(tmp_path / run / "local.ndjson")]
+        for run in ("run-a", "run-b")
+    }
+    assert seqs == {"run-a": [1, 2, 3, 4, 5, 6, 7], "run-b": [8, 9]}
