@@ -21,11 +21,12 @@ process (FastHttpUser, no wait time, no --processes) for --duration seconds in e
 The variant order rotates from round to round so that drift (other load on the machine, thermal, ES merging)
 does not favour one variant. CPU modes: `shared` (no pinning) and `pinned` (Locust on the last CPU, nginx,
 Elasticsearch, the es-load neighbour and the sink's encoder helper process on the others: the helper is found
-as Locust's child process and moved there, and its CPU is reported in a column of its own). Per run: requests/s (Locust's --json-file totals over
-the window Locust measured), Locust CPU per request (user+sys from wait4's rusage for the whole process, and
-for the load window only from /proc samples), p50/p99 from Locust's response-time histograms, the sink's
-final-flush time from its log line, and a delivery check: the number of request records in ES (or in the
-NDJSON file) must equal Locust's request count, else the benchmark fails (exit status 1).
+as Locust's child process and moved there, and its CPU is reported in a column of its own). Per run:
+requests/s (Locust's --json-file totals over the window Locust measured), Locust CPU per request (user+sys
+from wait4's rusage for the whole process, and for the load window only from /proc samples), p50/p99 from
+Locust's response-time histograms, the sink's final-flush time from its log line, and a delivery check: the
+number of request records in ES (or in the NDJSON file) must equal Locust's request count, else the benchmark
+fails (exit status 1).
 
 Raw results go to bench/results/overhead-<UTC time>.json. Traffic only to 127.0.0.1; every wait is bounded.
 """
