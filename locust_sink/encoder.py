@@ -11,7 +11,8 @@ the same code and the same bytes, and the reason is logged once. The helper impo
 ignores Ctrl-C (the final flush still needs it) and exits when its stdin closes, so it cannot outlive Locust.
 
 Protocol on the helper's stdin/stdout: frames of a 4-byte little-endian length and a marshal payload.
-Request: (node, action_head, flat_fields). Reply: (actions, sources), or ("error", message).
+Request: (node, action_head, flat_fields). Reply: (count, body): the records' bulk-format NDJSON (action line,
+document, ...) as one bytes object, so that Locust's process gets no object per record back; or ("error", message).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class EncoderProcess:
             close_fds=True,
         )
 
-    def encode(self, node: str, action_head: bytes, flat: list[Any]) -> tuple[list[bytes], list[bytes]]:
+    def encode(self, node: str, action_head: bytes, flat: list[Any]) -> bytes:
         """Encode `flat` in the helper; raises EncoderUnavailable (never anything else) when it cannot."""
         if self.broken:
             raise EncoderUnavailable(self.broken)
@@ -84,8 +85,9 @@ class EncoderProcess:
                 reply = marshal.loads(proc.stdout.read(int.from_bytes(head, "little")))
             if len(reply) == 2 and reply[0] == "error":
                 raise EncoderUnavailable(f"the helper failed: {reply[1]}")
-            actions, sources = reply
-            if len(actions) != len(flat) // RECORD_WIDTH or len(sources) != len(actions):
+            count, body = reply
+            n = len(flat) // RECORD_WIDTH
+            if count != n or type(body) is not bytes or body.count(b"\n") != 2 * n:
                 raise EncoderUnavailable("the helper answered with a wrong record count")
         except EncoderUnavailable as exc:
             self._give_up(str(exc))
@@ -98,7 +100,7 @@ class EncoderProcess:
             self._give_up("interrupted during an exchange")
             raise
         self.batches += 1
-        return actions, sources
+        return body
 
     def _give_up(self, reason: str) -> None:
         if not self.broken:
@@ -139,10 +141,10 @@ def serve() -> None:
             encoder = encoders.get((node, action_head))
             if encoder is None:
                 encoder = encoders[(node, action_head)] = RequestEncoder(node, action_head)
-            actions: list[bytes] = []
-            sources: list[bytes] = []
-            encoder.encode(flat, 0, len(flat) // RECORD_WIDTH, actions, sources)
-            reply = marshal.dumps((actions, sources))
+            lines: list[bytes] = []
+            n = len(flat) // RECORD_WIDTH
+            encoder.encode(flat, 0, n, lines)
+            reply = marshal.dumps((n, RequestEncoder.body(lines)))
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which encodes the batch itself
             reply = marshal.dumps(("error", f"{type(exc).__name__}: {exc}"))
         stdout.write(len(reply).to_bytes(4, "little") + reply)

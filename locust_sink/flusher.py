@@ -14,7 +14,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -68,45 +67,43 @@ class SinkSettings:
 
 
 class EncodedRequests:
-    """A batch's request records, encoded: parallel lists of action lines, documents and run ids.
+    """A batch's request records, encoded: their bulk-format NDJSON (action line, document, ...) in one bytes
+    object, and their run ids.
 
     No object per record: bulk items (tuples that live until their request is answered) are made only when a
-    record needs one -- a retry, the spool, a dead letter, a file. On the normal path (Elasticsearch takes
-    the whole batch) the lines go into the request body and the counts into the accounting, and that is all
-    (sampled: ~0.4 % of Locust's CPU less in es mode than with one bulk item per record).
+    record needs one -- a retry, the spool, a dead letter, a batch of several runs in file mode. On the normal
+    path (Elasticsearch takes the whole batch) the body goes out as it is and the counts go into the
+    accounting, and that is all (sampled: ~0.4 % of Locust's CPU less in es mode than with one bulk item per
+    record). The helper process sends the body as one object, so Locust's process allocates nothing per record.
     """
 
-    __slots__ = ("actions", "index", "run_ids", "sources")
+    __slots__ = ("count", "index", "ndjson", "run_ids")
 
-    def __init__(self, index: str, actions: list[bytes], sources: list[bytes], run_ids: list[str]) -> None:
+    def __init__(self, index: str, ndjson: bytes, count: int, run_ids: list[str]) -> None:
         self.index = index
-        self.actions = actions
-        self.sources = sources
+        self.ndjson = ndjson
+        self.count = count
         self.run_ids = run_ids
 
     def __len__(self) -> int:
-        return len(self.actions)
+        return self.count
 
     def items(self) -> list[BulkItem]:
         """The records as bulk items; `doc_id` stays None (the action line carries the `_id`, see
         BulkItem.document_id())."""
+        lines = self.ndjson.split(b"\n")  # JSON lines hold no raw newline; the last element is the empty tail
         new_item, index = tuple.__new__, self.index
-        rows = zip(self.actions, self.sources, self.run_ids, strict=True)
+        rows = zip(lines[0:-1:2], lines[1:-1:2], self.run_ids, strict=True)
         return [
             new_item(BulkItem, ("create", index, None, source, True, run_id, action)) for action, source, run_id in rows
         ]
 
     def body(self, before: list[BulkItem]) -> bytes:
         """The `_bulk` body of `before` followed by these records."""
-        parts: list[bytes] = []
-        for item in before:
-            parts += (item.action_line(), item.source)
-        parts += chain.from_iterable(zip(self.actions, self.sources, strict=True))
-        parts.append(b"")
-        return b"\n".join(parts)
+        return encode_body(before) + self.ndjson if before else self.ndjson
 
 
-EMPTY = EncodedRequests("", [], [], [])
+EMPTY = EncodedRequests("", b"", 0, [])
 
 
 class Flusher:
@@ -359,23 +356,24 @@ class Flusher:
         n = len(flat) // RECORD_WIDTH
         if not n:
             return EMPTY
-        actions: list[bytes] = []
-        sources: list[bytes] = []
+        ndjson = b""
         helper = self.encoder_process
         if helper is not None and yielding and n >= HELPER_MIN_RECORDS:
             try:
-                actions, sources = helper.encode(self.node, self.encoder.action_head, flat)
+                ndjson = helper.encode(self.node, self.encoder.action_head, flat)
             except EncoderUnavailable:
                 helper.fallbacks += 1  # logged by the helper once; this batch is encoded here
-        if not actions:
+        if not ndjson:
             # Past the high-water mark the queue is about to overflow: bigger slices (a few ms) keep up with a
             # burst instead of dropping records; below it, ~0.3 ms slices keep every user greenlet on time.
             chunk = ENCODE_CHUNK if self.buffer.fill_ratio < self.settings.high_water else ENCODE_CHUNK * 10
+            lines: list[bytes] = []
             for first in range(0, n, chunk):
                 if yielding and first:
                     gevent.sleep(0)
-                self.encoder.encode(flat, first, min(first + chunk, n), actions, sources)
-        return EncodedRequests(self.requests_index, actions, sources, flat[10::RECORD_WIDTH])
+                self.encoder.encode(flat, first, min(first + chunk, n), lines)
+            ndjson = RequestEncoder.body(lines)
+        return EncodedRequests(self.requests_index, ndjson, n, flat[10::RECORD_WIDTH])
 
     # ----- outcomes and accounting -----------------------------------------------------------------
     def _settle(self, items: list[BulkItem], field: str) -> None:
@@ -396,7 +394,7 @@ class Flusher:
         if len(encoded) and run_ids.count(run_ids[0]) == len(run_ids):
             # the normal case, records of one run: their lines go to its file as they are, no bulk items
             try:
-                self.file_writer.write_body(run_ids[0], encoded.body([]))
+                self.file_writer.write_body(run_ids[0], encoded.ndjson)
             except OSError as exc:
                 self._note_trouble(f"cannot write to {self.sink_dir}: {exc}", error=True)
                 self._settle_requests(len(encoded), "dropped")

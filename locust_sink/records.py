@@ -136,14 +136,23 @@ class RequestEncoder:
         self.action_head = action_head  # `{"create":{"_index":"<index>","_id":`
         self._heads: dict[str, bytes] = {}  # run id -> action head + `"<run>:<node>:` (JSON-escaped)
 
-    def encode(self, flat: Sequence[Any], first: int, last: int, actions: list[bytes], sources: list[bytes]) -> None:
-        """Append the action line and document of records first..last-1 of `flat`."""
+    def encode(self, flat: Sequence[Any], first: int, last: int, lines: list[bytes]) -> None:
+        """Append the action line and the document of records first..last-1 of `flat` to `lines`."""
         node, heads, width = self.node, self._heads, RECORD_WIDTH
+        append = lines.append
         for i in range(first * width, last * width, width):
             record = flat[i : i + width]
             run_id = record[10]
             head = heads.get(run_id)
             if head is None:
                 head = heads[run_id] = self.action_head + orjson.dumps(f"{run_id}:{node}:")[:-1]
-            actions.append(b'%b%d"}}' % (head, record[0]))  # document_id(run_id, node, seq); seq needs no escaping
-            sources.append(dumps(request_document(record, node)))  # type: ignore[arg-type]
+            append(b'%b%d"}}' % (head, record[0]))  # document_id(run_id, node, seq); seq needs no escaping
+            append(dumps(request_document(record, node)))  # type: ignore[arg-type]
+
+    @staticmethod
+    def body(lines: list[bytes]) -> bytes:
+        """Lines -> bulk-format NDJSON (each line ends with a newline; JSON lines hold no raw newline)."""
+        lines.append(b"")
+        body = b"\n".join(lines)
+        lines.pop()
+        return body
