@@ -351,14 +351,16 @@ class Flusher:
 
         Encoding goes to the helper process when there is one (see encoder.py); otherwise, or when it cannot
         take this batch, it runs here, ENCODE_CHUNK records at a time with a yield in between. Not yielding
-        (the emergency path of a killed flusher) means in-process, without the helper.
+        (the emergency path of a killed flusher) means in-process, without the helper; so does the final flush.
         """
         n = len(flat) // RECORD_WIDTH
         if not n:
             return EMPTY
         ndjson = b""
         helper = self.encoder_process
-        if helper is not None and yielding and n >= HELPER_MIN_RECORDS:
+        # Not at the end (final flush, possibly from an atexit hook during interpreter shutdown, where starting or
+        # talking to a child process can hang until the flush deadline): the load is over, CPU is free here.
+        if helper is not None and yielding and not self._closing and n >= HELPER_MIN_RECORDS:
             try:
                 ndjson = helper.encode(self.node, self.encoder.action_head, flat)
             except EncoderUnavailable:

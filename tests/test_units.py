@@ -525,3 +525,22 @@ def test_file_mode_writes_encoded_lines_of_one_or_several_runs(tmp_path):
         for run in ("run-a", "run-b")
     }
     assert seqs == {"run-a": [1, 2, 3, 4, 5, 6, 7], "run-b": [8, 9]}
+
+
+def test_final_flush_encodes_in_process(tmp_path):
+    """Once the flusher is closing (the final flush, maybe from an atexit hook during interpreter shutdown) it
+    neither starts nor uses the helper process: encoding there costs the finished load test nothing, and a child
+    process started during shutdown could hang until the flush deadline (seen in CI: 64 records spooled)."""
+    from gevent.event import Event
+
+    from locust_sink.flusher import HELPER_MIN_RECORDS, Flusher, SinkSettings
+
+    wake = Event()
+    flusher = Flusher(RecordBuffer(10, 10, wake), wake, "w-1", "pfx", tmp_path, SinkSettings())
+    records = [record(i) for i in range(1, HELPER_MIN_RECORDS * 2)]
+    flusher._closing = True
+    try:
+        check_encoded(flusher._encode(flat(records)).items(), records)
+        assert flusher.encoder_process.batches == 0 and flusher.encoder_process.pid is None
+    finally:
+        flusher.close(timeout=1)
