@@ -560,25 +560,26 @@ class Flusher:
             if len(body) >= MAX_BULK_BYTES or self.state != "up":
                 self._deliver(items + encoded.items())
                 return
-            first: BulkOutcome | SinkTransportError
+            result: dict[str, Any] | SinkTransportError
             try:
                 result = bulk_request(self.es, body)
             except SinkTransportError as exc:
-                first = exc
+                result = exc
             except BaseException:
                 self._park(items + encoded.items())  # killed mid-request: the batch must not vanish
                 raise
-            else:
-                if not result.get("errors"):
-                    self._delivered()
-                    self._settle(items, "indexed")
-                    self._settle_requests(len(encoded), "indexed")
-                    return
-                first = BulkOutcome()  # replaced below, once the records are items
+            if not isinstance(result, SinkTransportError) and not result.get("errors"):
+                self._delivered()
+                self._settle(items, "indexed")
+                self._settle_requests(len(encoded), "indexed")
+                return
             items = items + encoded.items()
-            if not isinstance(first, SinkTransportError):
+            first: BulkOutcome | SinkTransportError
+            if isinstance(result, SinkTransportError):
+                first = result
+            else:
                 try:
-                    first = sort_items(items, result)
+                    first = sort_items(items, result)  # the first attempt's outcome, item by item
                 except SinkTransportError as exc:
                     first = exc
             self._deliver_chunk(items, body, first)  # parks its own items if interrupted
