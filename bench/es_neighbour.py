@@ -36,6 +36,7 @@ from synthetic import BenchUser, event  # noqa: E402
 import locust_sink  # noqa: E402
 
 TICK = 0.01  # seconds between bursts of records
+MAX_LAG = 0.25  # seconds behind the clock that are made up; a longer pause is not
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,7 +67,13 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         deadline = started + args.duration
         while not stop.is_set() and time.monotonic() < deadline:
-            due = int((time.monotonic() - started) * args.rate)  # paced by the clock, not by the loop
+            now = time.monotonic()
+            due = int((now - started) * args.rate)  # paced by the clock, not by the loop
+            if due - emitted > args.rate * MAX_LAG:
+                # far behind: the process was stopped (bench/toggle.py pauses it with SIGSTOP) or starved;
+                # carry on at the rate from here instead of sending the backlog as one burst
+                started = now - emitted / args.rate
+                due = emitted
             while emitted < due:
                 sink.on_request(**event(emitted), start_time=time.time())  # the locustfile's mix
                 emitted += 1

@@ -1,0 +1,102 @@
+"""bench/toggle.py's locustfile: the sink on and off in alternating windows of ONE Locust process.
+
+The same user as plain.py plus `import locust_sink`. Once the test starts, a greenlet detaches and re-attaches
+the sink's `request` listener in windows of LOCUST_SINK_TOGGLE_WINDOW seconds, in the order on, off, off, on
+(ABBA: a linear drift cancels out within each group of four), and notes for every window the wall time, the
+process's CPU time and Locust's request count, LOCUST_SINK_TOGGLE_GUARD seconds after the switch and at the
+window's end. Everything else of the sink (options, flusher, stats snapshots, run documents) stays on all the
+time: the control run in docs/benchmarks.md found it costs nothing measurable, so the difference between the
+windows is the sink's per-record work. At test stop the windows go to LOCUST_SINK_TOGGLE_OUT as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from typing import Any
+
+import gevent
+from locust import events
+from plain import BenchUser  # noqa: F401  (Locust puts this file's folder on sys.path)
+
+import locust_sink  # noqa: F401  (the one line that enables the sink)
+
+WINDOW_S = float(os.environ.get("LOCUST_SINK_TOGGLE_WINDOW", "3"))
+GUARD_S = float(os.environ.get("LOCUST_SINK_TOGGLE_GUARD", "0.5"))
+SETTLE_S = float(os.environ.get("LOCUST_SINK_TOGGLE_SETTLE", "2"))
+OUT = os.environ.get("LOCUST_SINK_TOGGLE_OUT", "toggle.json")
+NEIGHBOUR_PID = int(os.environ.get("LOCUST_SINK_TOGGLE_PID") or 0)
+PATTERN = (True, False, False, True)  # sink on, off, off, on; repeated
+
+_state: dict[str, Any] = {"windows": [], "greenlet": None}
+
+
+def _point(environment: Any) -> tuple[float, float, int]:
+    return time.monotonic(), time.process_time(), environment.stats.total.num_requests
+
+
+def _toggle(environment: Any) -> None:
+    sink = environment.locust_sink
+    hook = environment.events.request
+    gevent.sleep(SETTLE_S)  # users spawned, connections open
+    index = 0
+    while True:
+        on = PATTERN[index % len(PATTERN)]
+        attached = sink.on_request in hook._handlers
+        if NEIGHBOUR_PID:
+            if attached:
+                hook.remove_listener(sink.on_request)
+            os.kill(NEIGHBOUR_PID, signal.SIGCONT if on else signal.SIGSTOP)
+        elif on and not attached:
+            hook.add_listener(sink.on_request)
+        elif not on and attached:
+            hook.remove_listener(sink.on_request)
+        switched = time.monotonic()
+        gevent.sleep(GUARD_S)
+        start = _point(environment)
+        gevent.sleep(max(0.0, WINDOW_S - (time.monotonic() - switched)))
+        end = _point(environment)
+        _state["windows"].append(
+            {
+                "index": index,
+                "on": on,
+                "t0": start[0],
+                "t1": end[0],
+                "cpu0": start[1],
+                "cpu1": end[1],
+                "n0": start[2],
+                "n1": end[2],
+            }  # fmt: skip
+        )
+        index += 1
+
+
+@events.test_start.add_listener
+def _on_test_start(environment: Any, **_kwargs: Any) -> None:
+    _state["greenlet"] = gevent.spawn(_toggle, environment)
+
+
+@events.test_stop.add_listener
+def _on_test_stop(environment: Any, **_kwargs: Any) -> None:
+    greenlet = _state["greenlet"]
+    if greenlet is not None:
+        greenlet.kill(block=True, timeout=5)
+    if NEIGHBOUR_PID:
+        os.kill(NEIGHBOUR_PID, signal.SIGCONT)  # bench/toggle.py stops it
+    sink = environment.locust_sink
+    if sink.on_request not in environment.events.request._handlers:
+        environment.events.request.add_listener(sink.on_request)  # the final flush path is the normal one
+    acc = sink.buffer.accounting
+    report = {
+        "window_s": WINDOW_S,
+        "guard_s": GUARD_S,
+        "windows": _state["windows"],
+        "locust_requests": environment.stats.total.num_requests,
+        "sink_emitted": acc.emitted,
+        "sink_dropped": acc.dropped,
+        "run_id": sink.run_id,
+    }
+    with open(OUT, "w") as f:
+        json.dump(report, f)
