@@ -66,23 +66,27 @@ NEIGHBOURS = ("es-neighbour", "memory-walker")  # toggled instead of the sink (s
 MEMORY_WALKER = "b = bytearray(64 << 20)\nwhile True:\n    for i in range(0, len(b), 64):\n        b[i] = 1\n"
 
 
-def window_rates(windows: list[dict[str, Any]]) -> list[tuple[bool, float, float]]:
-    """(sink on?, requests/s, CPU µs per request) of every window that saw requests."""
+def window_rates(windows: list[dict[str, Any]]) -> list[tuple[int, bool, float, float]]:
+    """(window index, sink on?, requests/s, CPU µs per request) of every window that saw requests."""
     out = []
-    for w in windows:
+    for i, w in enumerate(windows):
         n, t = w["n1"] - w["n0"], w["t1"] - w["t0"]
         if n > 0 and t > 0:
-            out.append((w["on"], n / t, (w["cpu1"] - w["cpu0"]) / n * 1e6))
+            out.append((w.get("index", i), w["on"], n / t, (w["cpu1"] - w["cpu0"]) / n * 1e6))
     return out
 
 
-def pair_ratios(rates: list[tuple[bool, float, float]]) -> list[float]:
-    """on/off request-rate ratio of each adjacent pair of windows (0-1, 2-3, ...) that has one of each."""
+def pair_ratios(rates: list[tuple[int, bool, float, float]]) -> list[float]:
+    """on/off request-rate ratio of each pair of adjacent windows (0-1, 2-3, ...) that has one of each."""
+    pairs: dict[int, list[tuple[int, bool, float, float]]] = {}
+    for rate in rates:
+        pairs.setdefault(rate[0] // 2, []).append(rate)
     ratios = []
-    for a, b in zip(rates[0::2], rates[1::2], strict=False):
-        if a[0] != b[0]:
-            on, off = (a, b) if a[0] else (b, a)
-            ratios.append(on[1] / off[1])
+    for pair in pairs.values():
+        on = [r[2] for r in pair if r[1]]
+        off = [r[2] for r in pair if not r[1]]
+        if len(on) == 1 and len(off) == 1:
+            ratios.append(on[0] / off[0])
     return ratios
 
 
@@ -97,13 +101,13 @@ def bootstrap_median(values: list[float], rounds: int = 2000, seed: int = 1) -> 
 
 def summarize_windows(windows: list[dict[str, Any]]) -> dict[str, Any]:
     rates = window_rates(windows)
-    on = [r for r in rates if r[0]]
-    off = [r for r in rates if not r[0]]
+    on = [r for r in rates if r[1]]
+    off = [r for r in rates if not r[1]]
     ratios = pair_ratios(rates)
     low, high = bootstrap_median(ratios)
 
-    def overall(ws: list[tuple[bool, float, float]]) -> float:
-        return statistics.fmean(r[1] for r in ws) if ws else float("nan")
+    def overall(ws: list[tuple[int, bool, float, float]]) -> float:
+        return statistics.fmean(r[2] for r in ws) if ws else float("nan")
 
     return {
         "windows_on": len(on),
@@ -114,8 +118,8 @@ def summarize_windows(windows: list[dict[str, Any]]) -> dict[str, Any]:
         "pairs": len(ratios),
         "ratio_median": statistics.median(ratios) if ratios else float("nan"),
         "ratio_ci95": [low, high],
-        "cpu_us_on": statistics.median(r[2] for r in on) if on else float("nan"),
-        "cpu_us_off": statistics.median(r[2] for r in off) if off else float("nan"),
+        "cpu_us_on": statistics.median(r[3] for r in on) if on else float("nan"),
+        "cpu_us_off": statistics.median(r[3] for r in off) if off else float("nan"),
     }
 
 
