@@ -15,6 +15,7 @@ nothing measurable.
 Reported per run: the request rate with the sink on / off over all windows, the median of the ratios of
 adjacent on/off pairs with a 95 % bootstrap interval, Locust's CPU per request in both, and a delivery check
 (every record the sink saw is in the NDJSON files or in Elasticsearch, nothing dropped), else exit status 1.
+A second table pools the pairs of all runs of a variant (the number to quote).
 Runs alternate between the variants (file, es). CPU modes as in bench/overhead.py (`pinned`: Locust on the
 last CPU; nginx, Elasticsearch and the sink's encoder helper on the others).
 
@@ -76,15 +77,16 @@ def window_rates(windows: list[dict[str, Any]]) -> list[tuple[int, bool, float, 
     return out
 
 
-def pair_ratios(rates: list[tuple[int, bool, float, float]]) -> list[float]:
-    """on/off request-rate ratio of each pair of adjacent windows (0-1, 2-3, ...) that has one of each."""
+def pair_ratios(rates: list[tuple[int, bool, float, float]], field: int = 2) -> list[float]:
+    """on/off ratio of each pair of adjacent windows (0-1, 2-3, ...) that has one of each: of the request
+    rate (field 2) or of the CPU per request (field 3)."""
     pairs: dict[int, list[tuple[int, bool, float, float]]] = {}
     for rate in rates:
         pairs.setdefault(rate[0] // 2, []).append(rate)
     ratios = []
     for pair in pairs.values():
-        on = [r[2] for r in pair if r[1]]
-        off = [r[2] for r in pair if not r[1]]
+        on = [r[field] for r in pair if r[1]]
+        off = [r[field] for r in pair if not r[1]]
         if len(on) == 1 and len(off) == 1:
             ratios.append(on[0] / off[0])
     return ratios
@@ -256,6 +258,32 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def pooled_table(results: list[dict[str, Any]]) -> str:
+    """All runs of a variant together: the adjacent-pair ratios of every run in one sample."""
+    lines = [
+        "| CPUs | variant | runs | pairs | ratio, median of pairs [95 % CI] | mean of pairs "
+        "| Locust CPU per request, on / off (median of pairs) | Locust CPU µs/req, off windows (median) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in results:
+        if "windows" in r:
+            groups.setdefault((r["mode"], r["variant"]), []).append(r)
+    for (mode, variant), runs in groups.items():
+        rates = [rate for r in runs for rate in window_rates(r["windows"])]
+        ratios = [ratio for r in runs for ratio in pair_ratios(window_rates(r["windows"]))]
+        if not ratios:
+            continue
+        low, high = bootstrap_median(ratios)
+        cpu = statistics.median(ratio for r in runs for ratio in pair_ratios(window_rates(r["windows"]), 3))
+        cpu_off = statistics.median(x[3] for x in rates if not x[1])
+        lines.append(
+            f"| {mode} | {variant} | {len(runs)} | {len(ratios)} | {statistics.median(ratios):.3f} "
+            f"[{low:.3f}, {high:.3f}] | {statistics.fmean(ratios):.3f} | {cpu:.3f} | {cpu_off:.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=2, help="runs per variant (alternating between the variants)")
@@ -337,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])
     path.write_text(json.dumps({"command": command, "machine": info, "runs": results}, indent=2))
     print(table(results))
+    print()
+    print(pooled_table(results))
     print(f"\nraw results: {path}")
     return 1 if any(r["problems"] for r in results) else 0
 
