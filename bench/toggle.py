@@ -25,7 +25,11 @@ stays detached): `es-neighbour` is bench/es_neighbour.py sending --neighbour-rat
 to the same Elasticsearch (the es variant's indexing work, without the sink in Locust: what an Elasticsearch
 indexing on the same machine costs Locust), and `memory-walker` a Python loop writing to a 64 MiB buffer (what
 any memory-heavy neighbour costs Locust on this machine). The work Elasticsearch does lags the windows
-(refreshes, merges), so part of it lands in the off windows of es and es-neighbour alike.
+(refreshes, merges), so part of it lands in the off windows of es and es-neighbour alike. `es-swap` lets the
+sink (-> Elasticsearch) and es_neighbour.py take turns: the sink records in the on windows, the neighbour
+sends in the off windows, so Elasticsearch indexes about the same stream all the time and only the sink's own
+work in Locust differs (the neighbour's client CPU on the other CPU is in the off windows only: if anything
+this flatters the off windows, i.e. overstates the sink's cost).
 
 Raw results go to bench/results/toggle-<UTC time>.json. Traffic only to 127.0.0.1; every wait is bounded.
 """
@@ -62,8 +66,8 @@ from overhead import (
 
 HERE = Path(__file__).resolve().parent
 LOCUSTFILE = HERE / "locustfiles" / "toggle.py"
-VARIANTS = ("file", "es", "es-neighbour", "memory-walker")
-NEIGHBOURS = ("es-neighbour", "memory-walker")  # toggled instead of the sink (see the docstring)
+VARIANTS = ("file", "es", "es-neighbour", "memory-walker", "es-swap")
+ES_SINK = ("es", "es-swap")  # Locust's sink -> Elasticsearch
 MEMORY_WALKER = "b = bytearray(64 << 20)\nwhile True:\n    for i in range(0, len(b), 64):\n        b[i] = 1\n"
 
 
@@ -129,14 +133,14 @@ def stop_neighbour(neighbour: subprocess.Popen[bytes], variant: str, result: dic
     """Resume and stop the neighbour; es_neighbour.py must have indexed every record it emitted."""
     with contextlib.suppress(ProcessLookupError):
         neighbour.send_signal(signal.SIGCONT)
-        neighbour.send_signal(signal.SIGTERM if variant == "es-neighbour" else signal.SIGKILL)
+        neighbour.send_signal(signal.SIGKILL if variant == "memory-walker" else signal.SIGTERM)
     try:
         output, _ = neighbour.communicate(timeout=120)
     except subprocess.TimeoutExpired:
         neighbour.kill()
         output, _ = neighbour.communicate()
         return [f"{variant} did not stop within 120 s"]
-    if variant != "es-neighbour":
+    if variant == "memory-walker":
         return []
     lines = (output or b"").decode(errors="replace").strip().splitlines()
     try:
@@ -160,10 +164,10 @@ def run_once(
         "-u", str(args.users), "-r", str(args.users), "-t", f"{args.duration}s", "--host", nginx.url,
         "--exit-code-on-error", "0", "--run-id", run_id, "--sink-dir", str(out / "sink"),
     ]  # fmt: skip
-    if variant == "es":
+    if variant in ES_SINK:
         cmd += ["--es-url", str(es.url), "--es-index-prefix", INDEX_PREFIX]
     neighbour: subprocess.Popen[bytes] | None = None
-    if variant == "es-neighbour":
+    if variant in ("es-neighbour", "es-swap"):
         neighbour = subprocess.Popen(
             [args.python, str(HERE / "es_neighbour.py"), "--es-url", str(es.url), "--es-index-prefix", INDEX_PREFIX,
              "--rate", str(args.neighbour_rate), "--duration", str(args.duration + 60), "--run-id", run_id + "-nb"],
@@ -181,6 +185,7 @@ def run_once(
                LOCUST_SINK_TOGGLE_GUARD=str(args.guard), LOCUST_SINK_TOGGLE_OUT=str(out / "toggle.json"))  # fmt: skip
     if neighbour is not None:
         env["LOCUST_SINK_TOGGLE_PID"] = str(neighbour.pid)
+        env["LOCUST_SINK_TOGGLE_SWAP"] = "1" if variant == "es-swap" else "0"
     env.pop("LOCUST_ES_URL", None)
     problems: list[str] = []
     log_path = out / "locust.log"
@@ -222,7 +227,7 @@ def run_once(
         result["sink_summary"], result["flush_s"] = matches[-1].group(3), float(matches[-1].group(4))
         if "UNBALANCED" in result["sink_summary"]:
             problems.append(f"sink accounting unbalanced: {result['sink_summary']}")
-    delivered = es.count_requests(run_id) if variant == "es" else count_file_records(out / "sink", run_id)
+    delivered = es.count_requests(run_id) if variant in ES_SINK else count_file_records(out / "sink", run_id)
     result.update(emitted=emitted, delivered=delivered, dropped=report["sink_dropped"])
     if emitted is not None and delivered != emitted:
         problems.append(f"{delivered} request records delivered, the sink saw {emitted}")
@@ -326,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     try:
         nginx.start()
-        if {"es", "es-neighbour"} & set(variants):
+        if {"es", "es-neighbour", "es-swap"} & set(variants):
             es.start()
         for run in range(1, args.runs + 1):
             for mode in modes if run % 2 else list(reversed(modes)):

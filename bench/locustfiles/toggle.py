@@ -7,6 +7,13 @@ process's CPU time and Locust's request count, LOCUST_SINK_TOGGLE_GUARD seconds 
 window's end. Everything else of the sink (options, flusher, stats snapshots, run documents) stays on all the
 time: the control run in docs/benchmarks.md found it costs nothing measurable, so the difference between the
 windows is the sink's per-record work. At test stop the windows go to LOCUST_SINK_TOGGLE_OUT as JSON.
+
+With LOCUST_SINK_TOGGLE_PID set, the sink's listener stays detached for the whole test and that process (a
+neighbour on the other CPUs, e.g. bench/es_neighbour.py) is resumed (SIGCONT) for the on windows and stopped
+(SIGSTOP) for the off windows instead: what the neighbour's work costs this Locust, measured the same way.
+With LOCUST_SINK_TOGGLE_SWAP=1 as well, the two take turns: the sink records in the on windows, the neighbour
+runs in the off windows (bench/toggle.py's es-swap variant: Elasticsearch indexes about the same stream in
+both kinds of window, so only the sink's own work in Locust differs).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ GUARD_S = float(os.environ.get("LOCUST_SINK_TOGGLE_GUARD", "0.5"))
 SETTLE_S = float(os.environ.get("LOCUST_SINK_TOGGLE_SETTLE", "2"))
 OUT = os.environ.get("LOCUST_SINK_TOGGLE_OUT", "toggle.json")
 NEIGHBOUR_PID = int(os.environ.get("LOCUST_SINK_TOGGLE_PID") or 0)
+SWAP = os.environ.get("LOCUST_SINK_TOGGLE_SWAP") == "1"
 PATTERN = (True, False, False, True)  # sink on, off, off, on; repeated
 
 _state: dict[str, Any] = {"windows": [], "greenlet": None}
@@ -45,7 +53,13 @@ def _toggle(environment: Any) -> None:
     while True:
         on = PATTERN[index % len(PATTERN)]
         attached = sink.on_request in hook._handlers
-        if NEIGHBOUR_PID:
+        if NEIGHBOUR_PID and SWAP:
+            if on and not attached:
+                hook.add_listener(sink.on_request)
+            elif not on and attached:
+                hook.remove_listener(sink.on_request)
+            os.kill(NEIGHBOUR_PID, signal.SIGSTOP if on else signal.SIGCONT)
+        elif NEIGHBOUR_PID:
             if attached:
                 hook.remove_listener(sink.on_request)
             os.kill(NEIGHBOUR_PID, signal.SIGCONT if on else signal.SIGSTOP)
