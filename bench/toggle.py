@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The sink's cost to a CPU-bound Locust, measured inside ONE Locust process: sink on and off in windows.
 
-    python3 bench/toggle.py --runs 2 --duration 120
+    python3 bench/toggle.py --runs 2 --duration 180
 
 bench/overhead.py compares separate Locust processes, 15-20 s each, one after another; on a VM whose speed
 drifts by ±15 % within minutes that cannot resolve a few per cent. Here one headless Locust process
@@ -28,8 +28,9 @@ any memory-heavy neighbour costs Locust on this machine). The work Elasticsearch
 (refreshes, merges), so part of it lands in the off windows of es and es-neighbour alike. `es-swap` lets the
 sink (-> Elasticsearch) and es_neighbour.py take turns: the sink records in the on windows, the neighbour
 sends in the off windows, so Elasticsearch indexes about the same stream all the time and only the sink's own
-work in Locust differs (the neighbour's client CPU on the other CPU is in the off windows only: if anything
-this flatters the off windows, i.e. overstates the sink's cost).
+work in Locust differs. The neighbour's own client CPU (the sink's code in a process of its own, ~0.05 cores)
+runs on the other CPU in the off windows only and slows them a little: es-swap, if anything, understates the
+sink's cost; read it together with es vs es-neighbour.
 
 Raw results go to bench/results/toggle-<UTC time>.json. Traffic only to 127.0.0.1; every wait is bounded.
 """
@@ -292,9 +293,9 @@ def pooled_table(results: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=2, help="runs per variant (alternating between the variants)")
-    p.add_argument("--duration", type=int, default=120, help="seconds of load per Locust run")
-    p.add_argument("--window", type=float, default=3.0, help="seconds per window (sink on or off)")
-    p.add_argument("--guard", type=float, default=0.5, help="seconds after each switch that are not counted")
+    p.add_argument("--duration", type=int, default=180, help="seconds of load per Locust run")
+    p.add_argument("--window", type=float, default=1.5, help="seconds per window (sink on or off)")
+    p.add_argument("--guard", type=float, default=0.3, help="seconds after each switch that are not counted")
     p.add_argument("--users", type=int, default=20)
     p.add_argument("--neighbour-rate", type=float, default=4000.0, help="records/s of the es-neighbour variant")
     p.add_argument("--variants", default=",".join(VARIANTS))

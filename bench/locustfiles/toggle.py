@@ -30,8 +30,8 @@ from plain import BenchUser  # noqa: F401  (Locust puts this file's folder on sy
 
 import locust_sink  # noqa: F401  (the one line that enables the sink)
 
-WINDOW_S = float(os.environ.get("LOCUST_SINK_TOGGLE_WINDOW", "3"))
-GUARD_S = float(os.environ.get("LOCUST_SINK_TOGGLE_GUARD", "0.5"))
+WINDOW_S = float(os.environ.get("LOCUST_SINK_TOGGLE_WINDOW", "1.5"))
+GUARD_S = float(os.environ.get("LOCUST_SINK_TOGGLE_GUARD", "0.3"))
 SETTLE_S = float(os.environ.get("LOCUST_SINK_TOGGLE_SETTLE", "2"))
 OUT = os.environ.get("LOCUST_SINK_TOGGLE_OUT", "toggle.json")
 NEIGHBOUR_PID = int(os.environ.get("LOCUST_SINK_TOGGLE_PID") or 0)
