@@ -30,7 +30,8 @@ sink (-> Elasticsearch) and es_neighbour.py take turns: the sink records in the 
 sends in the off windows, so Elasticsearch indexes about the same stream all the time and only the sink's own
 work in Locust differs. The neighbour's own client CPU (the sink's code in a process of its own, ~0.05 cores)
 runs on the other CPU in the off windows only and slows them a little: es-swap, if anything, understates the
-sink's cost; read it together with es vs es-neighbour.
+sink's cost; read it together with es vs es-neighbour. `noop-listener` toggles a `request` listener with the
+sink's signature that does nothing (the sink's own stays detached): the price of one more listener call.
 
 Raw results go to bench/results/toggle-<UTC time>.json. Traffic only to 127.0.0.1; every wait is bounded.
 """
@@ -67,7 +68,7 @@ from overhead import (
 
 HERE = Path(__file__).resolve().parent
 LOCUSTFILE = HERE / "locustfiles" / "toggle.py"
-VARIANTS = ("file", "es", "es-neighbour", "memory-walker", "es-swap")
+VARIANTS = ("file", "es", "es-neighbour", "memory-walker", "es-swap", "noop-listener")
 ES_SINK = ("es", "es-swap")  # Locust's sink -> Elasticsearch
 MEMORY_WALKER = "b = bytearray(64 << 20)\nwhile True:\n    for i in range(0, len(b), 64):\n        b[i] = 1\n"
 
@@ -184,6 +185,8 @@ def run_once(
         cmd = ["taskset", "-c", str(locust_cpu), *cmd]
     env = dict(os.environ, PYTHONUNBUFFERED="1", LOCUST_SINK_TOGGLE_WINDOW=str(args.window),
                LOCUST_SINK_TOGGLE_GUARD=str(args.guard), LOCUST_SINK_TOGGLE_OUT=str(out / "toggle.json"))  # fmt: skip
+    if variant == "noop-listener":
+        env["LOCUST_SINK_TOGGLE_LISTENER"] = "noop"
     if neighbour is not None:
         env["LOCUST_SINK_TOGGLE_PID"] = str(neighbour.pid)
         env["LOCUST_SINK_TOGGLE_SWAP"] = "1" if variant == "es-swap" else "0"

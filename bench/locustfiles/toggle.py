@@ -14,6 +14,8 @@ neighbour on the other CPUs, e.g. bench/es_neighbour.py) is resumed (SIGCONT) fo
 With LOCUST_SINK_TOGGLE_SWAP=1 as well, the two take turns: the sink records in the on windows, the neighbour
 runs in the off windows (bench/toggle.py's es-swap variant: Elasticsearch indexes about the same stream in
 both kinds of window, so only the sink's own work in Locust differs).
+With LOCUST_SINK_TOGGLE_LISTENER=noop, a listener with the sink's signature that does nothing is toggled instead
+of the sink's (which stays detached): what one more `request` listener costs in Locust's event loop alone.
 """
 
 from __future__ import annotations
@@ -36,9 +38,25 @@ SETTLE_S = float(os.environ.get("LOCUST_SINK_TOGGLE_SETTLE", "2"))
 OUT = os.environ.get("LOCUST_SINK_TOGGLE_OUT", "toggle.json")
 NEIGHBOUR_PID = int(os.environ.get("LOCUST_SINK_TOGGLE_PID") or 0)
 SWAP = os.environ.get("LOCUST_SINK_TOGGLE_SWAP") == "1"
+NOOP = os.environ.get("LOCUST_SINK_TOGGLE_LISTENER") == "noop"
 PATTERN = (True, False, False, True)  # sink on, off, off, on; repeated
 
 _state: dict[str, Any] = {"windows": [], "greenlet": None}
+
+
+def noop_listener(
+    request_type: Any,
+    name: Any,
+    response_time: Any,
+    response_length: Any,
+    response: Any = None,
+    context: Any = None,
+    exception: Any = None,
+    start_time: Any = None,
+    url: Any = None,
+    **_kwargs: Any,
+) -> None:
+    """The sink's listener signature, no work: the price of being called at all."""
 
 
 def _point(environment: Any) -> tuple[float, float, int]:
@@ -53,7 +71,14 @@ def _toggle(environment: Any) -> None:
     while True:
         on = PATTERN[index % len(PATTERN)]
         attached = sink.on_request in hook._handlers
-        if NEIGHBOUR_PID and SWAP:
+        if NOOP:
+            if attached:
+                hook.remove_listener(sink.on_request)
+            if on and noop_listener not in hook._handlers:
+                hook.add_listener(noop_listener)
+            elif not on and noop_listener in hook._handlers:
+                hook.remove_listener(noop_listener)
+        elif NEIGHBOUR_PID and SWAP:
             if on and not attached:
                 hook.add_listener(sink.on_request)
             elif not on and attached:
