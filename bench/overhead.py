@@ -564,6 +564,32 @@ def measure_sink_cpu(args: argparse.Namespace, es_url: str | None) -> dict[str, 
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def cpu_plan(modes: list[str]) -> tuple[set[int], int, set[int]]:
+    """All CPUs, Locust's CPU in pinned mode (the last) and the servers' (the others); drops `pinned` from
+    modes on a one-CPU machine."""
+    ncpu = os.cpu_count() or 1
+    if "pinned" in modes and ncpu < 2:
+        log("one CPU only: no pinned mode")
+        modes.remove("pinned")
+    return set(range(ncpu)), ncpu - 1, set(range(ncpu - 1))
+
+
+def measured_locust_sink(python: str) -> str:
+    """The folder of the locust_sink that `python` imports, with a loud warning when it is not this tree's.
+
+    The runs import whatever locust_sink the interpreter finds (an editable install can point at another
+    checkout, e.g. a CI clone): measure this tree's code or say loudly which code was measured.
+    """
+    found = subprocess.run(
+        [python, "-c", "import locust_sink, os; print(os.path.dirname(os.path.abspath(locust_sink.__file__)))"],
+        capture_output=True, text=True, timeout=60, cwd=tempfile.gettempdir(),
+    ).stdout.strip()  # fmt: skip
+    if Path(found) != REPO / "locust_sink":
+        log(f"WARNING: {python} imports locust_sink from {found or '(nowhere)'}, not from {REPO}: ")
+        log(f"         the numbers are for that code (pip install -e {REPO} to measure this tree)")
+    return found
+
+
 def machine_info() -> dict[str, Any]:
     model = "?"
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
@@ -695,24 +721,10 @@ def main(argv: list[str] | None = None) -> int:
     if bad := set(variants) - set(VARIANTS) or set(modes) - {"shared", "pinned"}:
         p.error(f"unknown variant/mode {bad}")
     uses_es = bool({"es", "es-load", "es-bg"} & set(variants))
-    ncpu = os.cpu_count() or 1
-    if "pinned" in modes and ncpu < 2:
-        log("one CPU only: no pinned mode")
-        modes.remove("pinned")
-    all_cpus = set(range(ncpu))
-    locust_cpu, server_cpus = ncpu - 1, set(range(ncpu - 1))
+    all_cpus, locust_cpu, server_cpus = cpu_plan(modes)
 
     info = machine_info()
-    # The runs import whatever locust_sink the interpreter finds (an editable install can point at another
-    # checkout, e.g. a CI clone): measure this tree's code or say loudly which code was measured.
-    found = subprocess.run(
-        [args.python, "-c", "import locust_sink, os; print(os.path.dirname(os.path.abspath(locust_sink.__file__)))"],
-        capture_output=True, text=True, timeout=60, cwd=tempfile.gettempdir(),
-    ).stdout.strip()  # fmt: skip
-    info["locust_sink_path"] = found
-    if Path(found) != REPO / "locust_sink":
-        log(f"WARNING: {args.python} imports locust_sink from {found or '(nowhere)'}, not from {REPO}: ")
-        log(f"         the numbers are for that code (pip install -e {REPO} to measure this tree)")
+    info["locust_sink_path"] = measured_locust_sink(args.python)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     work = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
     nginx = Nginx()

@@ -56,12 +56,13 @@ from typing import Any
 from overhead import (
     FLUSH_RE,
     INDEX_PREFIX,
-    REPO,
     Elasticsearch,
     Nginx,
     count_file_records,
+    cpu_plan,
     log,
     machine_info,
+    measured_locust_sink,
     set_affinity,
     tree_pids,
 )
@@ -314,20 +315,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown variant/mode {bad}")
     if not 0 <= args.guard < args.window:
         p.error("--guard must be shorter than --window")
-    ncpu = os.cpu_count() or 1
-    if ncpu < 2 and "pinned" in modes:
-        modes.remove("pinned")
-        log("one CPU only: no pinned mode")
-    all_cpus = set(range(ncpu))
-    locust_cpu, server_cpus = ncpu - 1, set(range(ncpu - 1))
+    all_cpus, locust_cpu, server_cpus = cpu_plan(modes)
     info = machine_info()
-    found = subprocess.run(
-        [args.python, "-c", "import locust_sink, os; print(os.path.dirname(os.path.abspath(locust_sink.__file__)))"],
-        capture_output=True, text=True, timeout=60, cwd=tempfile.gettempdir(),
-    ).stdout.strip()  # fmt: skip
-    info["locust_sink_path"] = found
-    if Path(found) != REPO / "locust_sink":
-        log(f"WARNING: {args.python} imports locust_sink from {found or '(nowhere)'}, not from {REPO}")
+    info["locust_sink_path"] = measured_locust_sink(args.python)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     work = Path(tempfile.mkdtemp(prefix="bench-toggle-"))
     nginx = Nginx()
