@@ -32,6 +32,8 @@ work in Locust differs. The neighbour's own client CPU (the sink's code in a pro
 runs on the other CPU in the off windows only and slows them a little: es-swap, if anything, understates the
 sink's cost; read it together with es vs es-neighbour. `noop-listener` toggles a `request` listener with the
 sink's signature that does nothing (the sink's own stays detached): the price of one more listener call.
+`file-inline` is `file` with `--sink-encoder inline`: the documents are encoded in Locust's process, so the
+encoder helper's work on the other CPU (where nginx runs) is gone and Locust pays it instead.
 
 Raw results go to bench/results/toggle-<UTC time>.json. Traffic only to 127.0.0.1; every wait is bounded.
 """
@@ -69,7 +71,7 @@ from overhead import (
 
 HERE = Path(__file__).resolve().parent
 LOCUSTFILE = HERE / "locustfiles" / "toggle.py"
-VARIANTS = ("file", "es", "es-neighbour", "memory-walker", "es-swap", "noop-listener")
+VARIANTS = ("file", "es", "es-neighbour", "memory-walker", "es-swap", "noop-listener", "file-inline")
 ES_SINK = ("es", "es-swap")  # Locust's sink -> Elasticsearch
 MEMORY_WALKER = "b = bytearray(64 << 20)\nwhile True:\n    for i in range(0, len(b), 64):\n        b[i] = 1\n"
 
@@ -169,6 +171,8 @@ def run_once(
     ]  # fmt: skip
     if variant in ES_SINK:
         cmd += ["--es-url", str(es.url), "--es-index-prefix", INDEX_PREFIX]
+    if variant == "file-inline":
+        cmd += ["--sink-encoder", "inline"]
     neighbour: subprocess.Popen[bytes] | None = None
     if variant in ("es-neighbour", "es-swap"):
         neighbour = subprocess.Popen(

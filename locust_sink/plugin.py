@@ -11,9 +11,13 @@ import atexit
 import logging
 import random
 import secrets
+import signal
+import threading
 import time
 from typing import Any
 
+import gevent
+from gevent import getcurrent
 from gevent.event import Event
 from locust import events as global_events
 from locust.env import Environment
@@ -375,9 +379,56 @@ def register_listeners(sink: LocustSink) -> None:
     sink.recorder.register(events)
 
 
+_ctrl_c_routed = False
+
+
+def route_ctrl_c_to_main_greenlet() -> bool:
+    """Make Ctrl-C raise KeyboardInterrupt in the main greenlet. Returns whether the handler is in place.
+
+    Python raises it in whatever code runs when SIGINT arrives: often a user greenlet, e.g. between Locust's
+    stats listener and the sink's (Locust counts a request the sink never sees) or mid-request (a traceback
+    per Ctrl-C). This handler forwards it to the main greenlet, where Locust waits for it
+    (`main_greenlet.join()`, then its shutdown) and where the sink's final flush runs (a second Ctrl-C ends
+    that wait and spools). If the event loop does not run for two Ctrl-Cs in a row (a greenlet that never
+    yields), the third one interrupts wherever it lands, as before. Only installed when nobody else has a
+    SIGINT handler (Locust's --processes parent has one), and only from the main thread.
+    """
+    global _ctrl_c_routed
+    if _ctrl_c_routed:
+        return True
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return False
+    hub = gevent.get_hub()
+    main = hub.parent  # the greenlet that created the hub: where gevent itself sends KeyboardInterrupt
+    pending: list[Any] = []  # one loop callback per Ctrl-C not yet delivered
+
+    def deliver() -> None:  # runs in the hub, between greenlets
+        pending.pop(0)
+        if not main.dead:
+            main.throw(KeyboardInterrupt)
+
+    def on_sigint(_signum: int, _frame: Any) -> None:
+        if getcurrent() is main:
+            raise KeyboardInterrupt
+        if len(pending) >= 2:  # the loop has not run since two Ctrl-Cs: interrupt here instead, once
+            for callback in pending:
+                callback.stop()
+            pending.clear()
+            raise KeyboardInterrupt
+        pending.append(hub.loop.run_callback(deliver))
+
+    signal.signal(signal.SIGINT, on_sigint)
+    _ctrl_c_routed = True
+    return True
+
+
 def _on_init(environment: Environment, **_kwargs: Any) -> None:
     if getattr(environment, "locust_sink", None) is not None:
         return
+    if environment.parsed_options is not None:  # launched by `locust` (not a hand-built Environment)
+        route_ctrl_c_to_main_greenlet()
     try:
         sink = LocustSink(environment)
     except (ValueError, TypeError) as exc:
