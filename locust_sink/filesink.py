@@ -75,14 +75,22 @@ class FileWriter:
     def path_for(self, run_id: str) -> Path:
         return self.sink_dir / safe_name(run_id) / f"{safe_name(self.node)}.ndjson"
 
+    def prepare(self, run_id: str) -> Path:
+        """The run's file path, its folder created: for a writer of its own (the encoder helper appends
+        request lines there; this writer appends the other documents, both between each other's writes)."""
+        path = self.paths.get(run_id)
+        if path is None:
+            path = self.path_for(run_id)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.paths[run_id] = path
+        return path
+
     def _handle(self, run_id: str):  # type: ignore[no-untyped-def]
         handle = self._handles.get(run_id)
         if handle is None:
-            path = self.path_for(run_id)
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path = self.prepare(run_id)
             handle = path.open("ab")
             self._handles[run_id] = handle
-            self.paths[run_id] = path
         return handle
 
     def write(self, items: list[BulkItem]) -> int:

@@ -9,6 +9,7 @@ record ends up counted as exactly one of indexed / written / spooled / dead-lett
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 from collections import deque
@@ -77,13 +78,14 @@ class EncodedRequests:
     record). The helper process sends the body as one object, so Locust's process allocates nothing per record.
     """
 
-    __slots__ = ("count", "index", "ndjson", "run_ids")
+    __slots__ = ("count", "index", "ndjson", "run_ids", "written")
 
-    def __init__(self, index: str, ndjson: bytes, count: int, run_ids: list[str]) -> None:
+    def __init__(self, index: str, ndjson: bytes, count: int, run_ids: list[str], written: bool = False) -> None:
         self.index = index
         self.ndjson = ndjson
         self.count = count
         self.run_ids = run_ids
+        self.written = written  # file mode: the helper process already appended them to the run's file
 
     def __len__(self) -> int:
         return self.count
@@ -91,6 +93,7 @@ class EncodedRequests:
     def items(self) -> list[BulkItem]:
         """The records as bulk items; `doc_id` stays None (the action line carries the `_id`, see
         BulkItem.document_id())."""
+        assert not self.written, "records written by the helper have no bytes here"
         lines = self.ndjson.split(b"\n")  # JSON lines hold no raw newline; the last element is the empty tail
         new_item, index = tuple.__new__, self.index
         rows = zip(lines[0:-1:2], lines[1:-1:2], self.run_ids, strict=True)
@@ -200,11 +203,17 @@ class Flusher:
         return {"items_carried": self.items_carried, "backoff_sleeps": self.retry_sleeps}
 
     def encoder_counts(self) -> dict[str, Any]:
-        """Where request documents were encoded: batches by the helper process, and in-process fallbacks."""
+        """Where request documents were encoded: batches by the helper process (in file mode also written by
+        it), and in-process fallbacks."""
         helper = self.encoder_process
         if helper is None:
             return {"encoder": "inline"}
-        counts: dict[str, Any] = {"encoder": "process", "helper_batches": helper.batches, "fallbacks": helper.fallbacks}
+        counts: dict[str, Any] = {
+            "encoder": "process",
+            "helper_batches": helper.batches,
+            "helper_file_batches": helper.file_batches,  # of those, written to the NDJSON file by the helper
+            "fallbacks": helper.fallbacks,
+        }
         if helper.broken:
             counts["helper_problem"] = helper.broken
         return counts
@@ -352,17 +361,31 @@ class Flusher:
         Encoding goes to the helper process when there is one (see encoder.py); otherwise, or when it cannot
         take this batch, it runs here, ENCODE_CHUNK records at a time with a yield in between. Not yielding
         (the emergency path of a killed flusher) means in-process, without the helper; so does the final flush.
+        In file mode the helper also appends a batch of one run to that run's file (then `written` is set).
         """
         n = len(flat) // RECORD_WIDTH
         if not n:
             return EMPTY
         ndjson = b""
+        run_ids = flat[10::RECORD_WIDTH]
         helper = self.encoder_process
         # Not at the end (final flush, possibly from an atexit hook during interpreter shutdown, where starting or
         # talking to a child process can hang until the flush deadline): the load is over, CPU is free here.
         if helper is not None and yielding and not self._closing and n >= HELPER_MIN_RECORDS:
+            head = self.encoder.action_head
             try:
-                ndjson = helper.encode(self.node, self.encoder.action_head, flat)
+                path = self._helper_file(run_ids)
+                if path is not None:
+                    before = path.stat().st_size if path.exists() else 0
+                    try:
+                        helper.encode_to_file(self.node, head, flat, path)
+                    except EncoderUnavailable:
+                        raise
+                    except BaseException:
+                        self._after_interrupted_file_exchange(flat, path, before)
+                        raise
+                    return EncodedRequests(self.requests_index, b"", n, run_ids, written=True)
+                ndjson = helper.encode(self.node, head, flat)
             except EncoderUnavailable:
                 helper.fallbacks += 1  # logged by the helper once; this batch is encoded here
         if not ndjson:
@@ -375,7 +398,32 @@ class Flusher:
                     gevent.sleep(0)
                 self.encoder.encode(flat, first, min(first + chunk, n), lines)
             ndjson = RequestEncoder.body(lines)
-        return EncodedRequests(self.requests_index, ndjson, n, flat[10::RECORD_WIDTH])
+        return EncodedRequests(self.requests_index, ndjson, n, run_ids)
+
+    def _helper_file(self, run_ids: list[str]) -> Path | None:
+        """File mode, records of one run: the file the helper may append them to (None: not this batch)."""
+        if self.file_writer is None or run_ids.count(run_ids[0]) != len(run_ids):
+            return None
+        try:
+            return self.file_writer.prepare(run_ids[0])
+        except OSError:
+            return None  # the sink dir is not writable: _write_file reports it
+
+    def _after_interrupted_file_exchange(self, flat: list[Any], path: Path, before: int) -> None:
+        """The flusher was killed (final deadline, second Ctrl-C) while the helper had this batch to write; the
+        helper has been stopped since (EncoderProcess gives up on an interrupted exchange). Did it write the
+        batch? In-process encoding gives the same bytes, so the file's size tells: if it grew by exactly them,
+        the records are settled as written and `flat` is emptied (nothing left to write again); otherwise the
+        file is cut back to where it was and the caller writes them."""
+        n = len(flat) // RECORD_WIDTH
+        lines: list[bytes] = []
+        self.encoder.encode(flat, 0, n, lines)
+        size = path.stat().st_size if path.exists() else 0
+        if size == before + len(RequestEncoder.body(lines)):
+            self._settle_requests(n, "written")
+            flat.clear()
+        elif size != before:
+            os.truncate(path, before)
 
     # ----- outcomes and accounting -----------------------------------------------------------------
     def _settle(self, items: list[BulkItem], field: str) -> None:
@@ -393,7 +441,10 @@ class Flusher:
     def _write_file(self, items: list[BulkItem], encoded: EncodedRequests = EMPTY) -> None:
         assert self.file_writer is not None
         run_ids = encoded.run_ids
-        if len(encoded) and run_ids.count(run_ids[0]) == len(run_ids):
+        if encoded.written:
+            self._settle_requests(len(encoded), "written")
+            encoded = EMPTY
+        elif len(encoded) and run_ids.count(run_ids[0]) == len(run_ids):
             # the normal case, records of one run: their lines go to its file as they are, no bulk items
             try:
                 self.file_writer.write_body(run_ids[0], encoded.ndjson)

@@ -461,6 +461,7 @@ def test_encoder_helper_encodes_a_real_run_and_dies_with_locust(tmp_path, httpbi
     encoding = runs_docs[-1]["sink_by_node"]["local"]["encoding"]
     assert encoding["encoder"] == "process" and encoding["fallbacks"] == 0, encoding
     assert encoding["helper_batches"] >= records // 1000 // 2, encoding  # most batches are full ones (1,000)
+    assert encoding["helper_file_batches"] == encoding["helper_batches"], encoding  # the helper wrote them
 
     killed = tmp_path / "killed"
     killed.mkdir()

@@ -288,7 +288,8 @@ def test_encoder_process_that_dies_is_replaced_by_in_process_encoding(tmp_path, 
     wake = Event()
     flusher = Flusher(RecordBuffer(10, 10, wake), wake, "w-1", "pfx", tmp_path, SinkSettings())
     helper = flusher.encoder_process
-    records = [record(i) for i in range(HELPER_MIN_RECORDS)]
+    # two runs in each batch: the helper answers with the bytes (a batch of one run it writes to the file)
+    records = [record(i, run_id=f"r{i % 2}") for i in range(HELPER_MIN_RECORDS)]
     try:
         check_encoded(flusher._encode(flat(records)).items(), records)
         pid = helper.pid
@@ -300,6 +301,104 @@ def test_encoder_process_that_dies_is_replaced_by_in_process_encoding(tmp_path, 
         assert len(warnings) == 1, warnings
         assert "exited" in warnings[0] or "Broken pipe" in warnings[0], warnings
         assert helper.broken and helper.batches == 1 and helper.fallbacks == 3 and helper.pid is None
+    finally:
+        flusher.close(timeout=1)
+
+
+def _file_mode_flusher(tmp_path):
+    from gevent.event import Event
+
+    from locust_sink.flusher import Flusher, SinkSettings
+
+    wake = Event()
+    return Flusher(RecordBuffer(10, 10, wake), wake, "w-1", "pfx", tmp_path, SinkSettings())
+
+
+def _in_process_body(flusher, records) -> bytes:
+    from locust_sink.records import RequestEncoder
+
+    lines: list[bytes] = []
+    flusher.encoder.encode(flat(records), 0, len(records), lines)
+    return RequestEncoder.body(lines)
+
+
+def test_encoder_process_appends_file_mode_batches_itself(tmp_path):
+    """File mode: the helper writes a batch of one run to that run's file, byte for byte what Locust's process
+    would have written, and Locust's process writes its other documents to the same file in between. A batch
+    of two runs comes back as bytes; a file the helper cannot write means that batch (and every later one)
+    is encoded in Locust's process, and the file is as it was."""
+    from locust_sink.flusher import HELPER_MIN_RECORDS
+
+    flusher = _file_mode_flusher(tmp_path)
+    helper = flusher.encoder_process
+    records = [record(i) for i in range(HELPER_MIN_RECORDS)]
+    path = tmp_path / "r1" / "w-1.ndjson"
+    try:
+        encoded = flusher._encode(flat(records))
+        assert encoded.written and len(encoded) == len(records) and encoded.ndjson == b""
+        assert path.read_bytes() == _in_process_body(flusher, records)
+        other = b'{"create":{}}\n{"other":1}\n'  # e.g. a stats snapshot
+        flusher.file_writer.write_body("r1", other)
+        more = [record(i + 1000) for i in range(HELPER_MIN_RECORDS)]
+        assert flusher._encode(flat(more)).written
+        expected = _in_process_body(flusher, records) + other + _in_process_body(flusher, more)
+        assert path.read_bytes() == expected
+        assert helper.batches == 2 and helper.file_batches == 2 and helper.fallbacks == 0
+
+        mixed = [record(i, run_id=f"r{i % 2}") for i in range(HELPER_MIN_RECORDS)]
+        encoded = flusher._encode(flat(mixed))
+        assert not encoded.written and encoded.ndjson == _in_process_body(flusher, mixed)
+        assert helper.batches == 3 and helper.file_batches == 2
+
+        blocked = tmp_path / "r2" / "w-1.ndjson"
+        blocked.mkdir(parents=True)  # a folder where the file should be: the helper's open() fails
+        doomed = [record(i, run_id="r2") for i in range(HELPER_MIN_RECORDS)]
+        encoded = flusher._encode(flat(doomed))
+        assert not encoded.written and encoded.ndjson == _in_process_body(flusher, doomed)
+        assert helper.fallbacks == 1 and "IsADirectoryError" in helper.broken
+        assert path.read_bytes() == expected  # the other run's file is untouched
+    finally:
+        flusher.close(timeout=1)
+
+
+def test_killed_file_exchange_writes_each_record_once(tmp_path):
+    """The flusher killed while the helper has a batch to write (final deadline, second Ctrl-C): the file's
+    size says whether the helper wrote it. Here the helper is stopped (SIGSTOP), so it did not: the records are
+    left to the caller and the file is as it was. Then each outcome of `_after_interrupted_file_exchange`:
+    written (settled, nothing left to write), not written, torn (cut back)."""
+    import os
+    import signal
+
+    import gevent
+
+    from locust_sink.flusher import HELPER_MIN_RECORDS
+
+    flusher = _file_mode_flusher(tmp_path)
+    helper = flusher.encoder_process
+    records = [record(i) for i in range(HELPER_MIN_RECORDS)]
+    path = tmp_path / "r1" / "w-1.ndjson"
+    try:
+        assert flusher._encode(flat(records)).written  # starts the helper
+        before = path.read_bytes()
+        os.kill(helper.pid, signal.SIGSTOP)
+        batch = flat([record(i + 100) for i in range(HELPER_MIN_RECORDS)])
+        job = gevent.spawn(flusher._encode, batch)
+        gevent.sleep(0.5)
+        job.kill(block=True, timeout=10)  # EncoderProcess gives up and kills the stopped helper
+        assert job.dead and helper.broken and helper.pid is None
+        assert path.read_bytes() == before and len(batch) == HELPER_MIN_RECORDS * 12  # left to the caller
+
+        acc = flusher.accounting
+        body = _in_process_body(flusher, records)
+        for grown, expect_cleared, expect_size in ((body, True, 2 * len(body)), (b"", False, len(body)),
+                                                    (body[:100], False, len(body))):  # fmt: skip
+            path.write_bytes(body + grown)
+            acc.in_flight, acc.written = len(records), 0
+            batch = flat(records)
+            flusher._after_interrupted_file_exchange(batch, path, len(body))
+            assert (batch == []) is expect_cleared
+            assert path.stat().st_size == expect_size
+            assert (acc.written, acc.in_flight) == ((len(records), 0) if expect_cleared else (0, len(records)))
     finally:
         flusher.close(timeout=1)
 
