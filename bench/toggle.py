@@ -298,6 +298,21 @@ def pooled_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def pool_saved(paths: list[Path]) -> str:
+    """The pooled table of saved results files; variants are labelled with the git commit of the locust_sink
+    tree each file measured, so that two versions of the sink can be compared over interleaved invocations."""
+    runs = []
+    for path in paths:
+        saved = json.loads(path.read_text())
+        tree = Path(saved["machine"]["locust_sink_path"]).parent
+        commit = subprocess.run(
+            ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        for r in saved["runs"]:
+            runs.append(dict(r, variant=f"{r['variant']} @ {commit or tree}"))
+    return pooled_table(runs)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=2, help="runs per variant (alternating between the variants)")
@@ -312,7 +327,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--python", default=sys.executable, help="interpreter that has locust and locust_sink")
     p.add_argument("--keep", action="store_true", help="keep every run's folder (log, windows, NDJSON)")
     p.add_argument("--output", type=Path, default=HERE / "results")
+    p.add_argument(
+        "--pool", nargs="+", type=Path, metavar="RESULTS_JSON",
+        help="measure nothing: pool the runs of these saved results files (bench/results/toggle-*.json), one row "
+        "per variant and sink code (the locust_sink tree each file measured)",
+    )  # fmt: skip
     args = p.parse_args(argv)
+    if args.pool:
+        print(pool_saved(args.pool))
+        return 0
     variants = [v for v in args.variants.split(",") if v]
     modes = [m for m in args.modes.split(",") if m]
     if bad := set(variants) - set(VARIANTS) or set(modes) - {"shared", "pinned"}:
