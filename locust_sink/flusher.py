@@ -67,6 +67,13 @@ class SinkSettings:
     encoder: str = "process"  # or "inline": see encoder.py
 
 
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
 class EncodedRequests:
     """A batch's request records, encoded: their bulk-format NDJSON (action line, document, ...) in one bytes
     object, and their run ids.
@@ -376,7 +383,7 @@ class Flusher:
             try:
                 path = self._helper_file(run_ids)
                 if path is not None:
-                    before = path.stat().st_size if path.exists() else 0
+                    before = _file_size(path)
                     try:
                         helper.encode_to_file(self.node, head, flat, path)
                     except EncoderUnavailable:
@@ -418,7 +425,7 @@ class Flusher:
         n = len(flat) // RECORD_WIDTH
         lines: list[bytes] = []
         self.encoder.encode(flat, 0, n, lines)
-        size = path.stat().st_size if path.exists() else 0
+        size = _file_size(path)
         if size == before + len(RequestEncoder.body(lines)):
             self._settle_requests(n, "written")
             flat.clear()
