@@ -14,6 +14,7 @@ import secrets
 import signal
 import threading
 import time
+import weakref
 from typing import Any
 
 import gevent
@@ -170,7 +171,7 @@ class LocustSink:
         if not self._atexit_registered:
             # fallback when `quit` never fires (e.g. shutdown interrupted between quitting and quit)
             self._atexit_registered = True
-            atexit.register(self._close_at_exit)
+            register_exit_hook_before_finalizers(self._close_at_exit)
 
     def _choose_run_id(self) -> None:
         parsed = self.environment.parsed_options
@@ -367,6 +368,27 @@ class LocustSink:
                 url,
                 auth,
             )
+
+
+class _ExitOrderAnchor:
+    """A long-lived object for the finalizer that fixes the order of exit hooks (see below)."""
+
+
+_EXIT_ORDER_ANCHOR = _ExitOrderAnchor()
+
+
+def register_exit_hook_before_finalizers(hook: Any) -> None:
+    """Register `hook` with atexit so that it runs before the finalizers of `weakref.finalize`.
+
+    atexit runs hooks last-registered-first, and `weakref.finalize` registers its own exit hook when the first
+    finalizer of the process is made. urllib3 makes one per connection pool, which empties the pool at exit.
+    The sink's Elasticsearch client is created later than this hook (in the flusher greenlet), so without
+    this the pool was emptied first, and a final flush at exit whose connection was back in the pool then
+    waited for one until its deadline and spooled everything. A finalizer made here (it does nothing, and
+    not at exit) puts weakref's exit hook below this one.
+    """
+    weakref.finalize(_EXIT_ORDER_ANCHOR, int).atexit = False
+    atexit.register(hook)
 
 
 def register_listeners(sink: LocustSink) -> None:

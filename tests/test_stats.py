@@ -572,7 +572,11 @@ def test_two_runs_back_to_back_stay_separable(tmp_path, es_url, httpbin_url):
 @pytest.mark.slow
 def test_final_flush_and_run_document_even_if_quit_never_fires(tmp_path, es_url, httpbin_url):
     """Locust's shutdown fails between `quitting` and `quit` (here: --json-file cannot be written): the
-    sink's interpreter-exit fallback still finalizes the run and delivers everything."""
+    sink's interpreter-exit fallback still finalizes the run and delivers everything.
+
+    The pause at `quitting` makes the flusher idle when the interpreter exits, its connection back in the
+    client's pool: that is when an exit hook that ran before the sink's (urllib3's pool finalizer) emptied the
+    pool and the final flush waited for a connection until its deadline."""
     prefix = f"t5q-{uuid.uuid4().hex[:8]}"
     cmd = [
         sys.executable,
@@ -598,7 +602,8 @@ def test_final_flush_and_run_document_even_if_quit_never_fires(tmp_path, es_url,
         "--sink-dir",
         str(tmp_path / "results"),
     ]
-    proc = subprocess.run(cmd, cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=PROC_TIMEOUT)
+    env = clean_env({"STATS_PAUSE_AT_QUITTING": "2.5"})
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=PROC_TIMEOUT)
     log = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "/dev/null" in log
     assert "quit event did not fire; final flush at interpreter exit" in log, log[-3000:]

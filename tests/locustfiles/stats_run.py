@@ -1,12 +1,16 @@
 """Locustfile for the stats / distributed tests: requests in on_start (before any custom message could
 arrive), successes, HTTP failures, catch_response failures, a user exception now and then; at `quit` it
 writes Locust's own final figures (total, failures table, exceptions) to $STATS_TRUTH_FILE for comparison.
-$STATS_BREAK_ES_URL points this process's sink at a dead Elasticsearch (sink trouble on one worker)."""
+$STATS_BREAK_ES_URL points this process's sink at a dead Elasticsearch (sink trouble on one worker).
+$STATS_PAUSE_AT_QUITTING seconds of waiting in `quitting` (after the sink's own listener: Locust fires
+`quitting` in reverse order) let the sink deliver everything first, so its flusher is idle (its connection
+back in the pool) when Locust goes on to shut down."""
 
 import json
 import os
 import random
 
+import gevent
 from locust import HttpUser, constant, events, task
 
 import locust_sink  # noqa: F401
@@ -68,6 +72,13 @@ def _write_truth(exit_code, **_kwargs):
     }
     with open(path, "w") as handle:
         json.dump(truth, handle)
+
+
+@events.quitting.add_listener
+def _pause_at_quitting(**_kwargs):
+    pause = float(os.environ.get("STATS_PAUSE_AT_QUITTING", "0"))
+    if pause:
+        gevent.sleep(pause)
 
 
 @events.init.add_listener
