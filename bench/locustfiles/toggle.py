@@ -16,6 +16,10 @@ runs in the off windows (bench/toggle.py's es-swap variant: Elasticsearch indexe
 both kinds of window, so only the sink's own work in Locust differs).
 With LOCUST_SINK_TOGGLE_LISTENER=noop, a listener with the sink's signature that does nothing is toggled instead
 of the sink's (which stays detached): what one more `request` listener costs in Locust's event loop alone.
+With LOCUST_SINK_TOGGLE_LISTENER=discard, the sink's listener is toggled as usual but fills a buffer of its own
+that a greenlet empties every 0.25 s, discarding the records (no encoding, no helper, no file): what the hot
+path alone costs, in situ. The sink's real buffer is put back at test stop (its final flush then has nothing
+of these records to deliver).
 """
 
 from __future__ import annotations
@@ -39,9 +43,24 @@ OUT = os.environ.get("LOCUST_SINK_TOGGLE_OUT", "toggle.json")
 NEIGHBOUR_PID = int(os.environ.get("LOCUST_SINK_TOGGLE_PID") or 0)
 SWAP = os.environ.get("LOCUST_SINK_TOGGLE_SWAP") == "1"
 NOOP = os.environ.get("LOCUST_SINK_TOGGLE_LISTENER") == "noop"
+DISCARD = os.environ.get("LOCUST_SINK_TOGGLE_LISTENER") == "discard"
 PATTERN = (True, False, False, True)  # sink on, off, off, on; repeated
 
-_state: dict[str, Any] = {"windows": [], "greenlet": None}
+_state: dict[str, Any] = {"windows": [], "greenlet": None, "drain": None, "real_buffer": None, "discarded": 0}
+
+
+class _NoWake:
+    def set(self) -> None:
+        """The discarding greenlet polls; nothing to wake."""
+
+
+def _discard_records(buffer: Any) -> None:
+    while True:
+        gevent.sleep(0.25)
+        flat = buffer.take_flat(len(buffer))
+        n = len(flat) // buffer.width
+        buffer.accounting.in_flight -= n
+        _state["discarded"] += n
 
 
 def noop_listener(
@@ -67,6 +86,14 @@ def _toggle(environment: Any) -> None:
     sink = environment.locust_sink
     hook = environment.events.request
     gevent.sleep(SETTLE_S)  # users spawned, connections open
+    if DISCARD:
+        from locust_sink.buffer import RecordBuffer
+
+        real = sink.buffer
+        _state["real_buffer"] = real
+        own = RecordBuffer(real.maxsize, real.batch_size, _NoWake(), real.width)
+        sink.buffer = own
+        _state["drain"] = gevent.spawn(_discard_records, own)
     index = 0
     while True:
         on = PATTERN[index % len(PATTERN)]
@@ -122,6 +149,9 @@ def _on_test_stop(environment: Any, **_kwargs: Any) -> None:
     greenlet = _state["greenlet"]
     if greenlet is not None:
         greenlet.kill(block=True, timeout=5)
+    if _state["drain"] is not None:
+        _state["drain"].kill(block=True, timeout=5)
+        environment.locust_sink.buffer = _state["real_buffer"]
     if NEIGHBOUR_PID:
         os.kill(NEIGHBOUR_PID, signal.SIGCONT)  # bench/toggle.py stops it
     sink = environment.locust_sink
@@ -136,6 +166,7 @@ def _on_test_stop(environment: Any, **_kwargs: Any) -> None:
         "sink_emitted": acc.emitted,
         "sink_dropped": acc.dropped,
         "run_id": sink.run_id,
+        "discarded": _state["discarded"],
     }
     with open(OUT, "w") as f:
         json.dump(report, f)
