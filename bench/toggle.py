@@ -37,6 +37,9 @@ encoder helper's work on the other CPU (where nginx runs) is gone and Locust pay
 `listener-only` toggles the sink's listener into a buffer of its own that a greenlet empties and discards every
 0.25 s: the hot path's cost in situ, without encoding, helper or file (the records are not delivered, by design;
 the delivery check then covers only the sink's real buffer, which these records never enter).
+`slim-listener` toggles an experimental hot path (bench/locustfiles/toggle.py's SlimHotPath: one object with
+__slots__, 9 fields a record, one len() check) into chunks that are discarded the same way: what a slimmer
+hot path could save, to compare with listener-only in the same invocation.
 
 Raw results go to bench/results/toggle-<UTC time>.json. Traffic only to 127.0.0.1; every wait is bounded.
 """
@@ -74,7 +77,10 @@ from overhead import (
 
 HERE = Path(__file__).resolve().parent
 LOCUSTFILE = HERE / "locustfiles" / "toggle.py"
-VARIANTS = ("file", "es", "es-neighbour", "memory-walker", "es-swap", "noop-listener", "file-inline", "listener-only")
+VARIANTS = (
+    "file", "es", "es-neighbour", "memory-walker", "es-swap", "noop-listener", "file-inline", "listener-only",
+    "slim-listener",
+)  # fmt: skip
 ES_SINK = ("es", "es-swap")  # Locust's sink -> Elasticsearch
 MEMORY_WALKER = "b = bytearray(64 << 20)\nwhile True:\n    for i in range(0, len(b), 64):\n        b[i] = 1\n"
 
@@ -197,6 +203,8 @@ def run_once(
         env["LOCUST_SINK_TOGGLE_LISTENER"] = "noop"
     elif variant == "listener-only":
         env["LOCUST_SINK_TOGGLE_LISTENER"] = "discard"
+    elif variant == "slim-listener":
+        env["LOCUST_SINK_TOGGLE_LISTENER"] = "slim"
     if neighbour is not None:
         env["LOCUST_SINK_TOGGLE_PID"] = str(neighbour.pid)
         env["LOCUST_SINK_TOGGLE_SWAP"] = "1" if variant == "es-swap" else "0"

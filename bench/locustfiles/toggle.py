@@ -20,12 +20,16 @@ With LOCUST_SINK_TOGGLE_LISTENER=discard, the sink's listener is toggled as usua
 that a greenlet empties every 0.25 s, discarding the records (no encoding, no helper, no file): what the hot
 path alone costs, in situ. The sink's real buffer is put back at test stop (its final flush then has nothing
 of these records to deliver).
+With LOCUST_SINK_TOGGLE_LISTENER=slim, an experimental hot path is toggled instead (the sink's stays detached):
+all its state in one object with __slots__, 9 fields a record (no sequence number, run id or sample rate: those
+would be per chunk), and nothing but one `len()` check per record; its chunks are discarded like `discard`'s.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import time
 from typing import Any
@@ -35,6 +39,7 @@ from locust import events
 from plain import BenchUser  # noqa: F401  (Locust puts this file's folder on sys.path)
 
 import locust_sink  # noqa: F401  (the one line that enables the sink)
+from locust_sink.plugin import error_text
 
 WINDOW_S = float(os.environ.get("LOCUST_SINK_TOGGLE_WINDOW", "1.5"))
 GUARD_S = float(os.environ.get("LOCUST_SINK_TOGGLE_GUARD", "0.3"))
@@ -44,6 +49,7 @@ NEIGHBOUR_PID = int(os.environ.get("LOCUST_SINK_TOGGLE_PID") or 0)
 SWAP = os.environ.get("LOCUST_SINK_TOGGLE_SWAP") == "1"
 NOOP = os.environ.get("LOCUST_SINK_TOGGLE_LISTENER") == "noop"
 DISCARD = os.environ.get("LOCUST_SINK_TOGGLE_LISTENER") == "discard"
+SLIM = os.environ.get("LOCUST_SINK_TOGGLE_LISTENER") == "slim"
 PATTERN = (True, False, False, True)  # sink on, off, off, on; repeated
 
 _state: dict[str, Any] = {"windows": [], "greenlet": None, "drain": None, "real_buffer": None, "discarded": 0}
@@ -78,6 +84,63 @@ def noop_listener(
     """The sink's listener signature, no work: the price of being called at all."""
 
 
+class SlimHotPath:
+    """The experiment of LOCUST_SINK_TOGGLE_LISTENER=slim: the least state a hot path could touch."""
+
+    __slots__ = ("tail", "chunk_len", "sample_rate", "full", "sampled_out")
+
+    def __init__(self, batch_size: int, sample_rate: float) -> None:
+        self.tail: list[Any] = []
+        self.chunk_len = batch_size * 9
+        self.sample_rate = sample_rate
+        self.full: list[list[Any]] = []
+        self.sampled_out = 0
+
+    def on_request(
+        self,
+        request_type: Any,
+        name: Any,
+        response_time: Any,
+        response_length: Any,
+        response: Any = None,
+        context: Any = None,
+        exception: Any = None,
+        start_time: Any = None,
+        url: Any = None,
+        **_kwargs: Any,
+    ) -> None:
+        if exception is None:
+            if self.sample_rate < 1.0 and random.random() >= self.sample_rate:
+                self.sampled_out += 1
+                return
+            error = None
+        else:
+            error = error_text(exception)
+        tail = self.tail
+        tail += (
+            start_time if start_time is not None else time.time() - (response_time or 0) / 1000.0,
+            request_type,
+            name,
+            response_time,
+            response_length or 0,
+            getattr(response, "status_code", None),
+            error,
+            context or None,
+            url,
+        )
+        if len(tail) >= self.chunk_len:
+            self.full.append(tail)
+            self.tail = []
+
+
+def _discard_slim(hot: SlimHotPath) -> None:
+    while True:
+        gevent.sleep(0.25)
+        n = sum(len(chunk) for chunk in hot.full) // 9
+        hot.full = []
+        _state["discarded"] += n
+
+
 def _point(environment: Any) -> tuple[float, float, int]:
     return time.monotonic(), time.process_time(), environment.stats.total.num_requests
 
@@ -94,17 +157,21 @@ def _toggle(environment: Any) -> None:
         own = RecordBuffer(real.maxsize, real.batch_size, _NoWake(), real.width)
         sink.buffer = own
         _state["drain"] = gevent.spawn(_discard_records, own)
+    slim = SlimHotPath(sink.buffer.batch_size, 1.0)
+    if SLIM:
+        _state["slim_drain"] = gevent.spawn(_discard_slim, slim)
     index = 0
     while True:
         on = PATTERN[index % len(PATTERN)]
         attached = sink.on_request in hook._handlers
-        if NOOP:
+        if NOOP or SLIM:
             if attached:
                 hook.remove_listener(sink.on_request)
-            if on and noop_listener not in hook._handlers:
-                hook.add_listener(noop_listener)
-            elif not on and noop_listener in hook._handlers:
-                hook.remove_listener(noop_listener)
+            extra = noop_listener if NOOP else slim.on_request
+            if on and extra not in hook._handlers:
+                hook.add_listener(extra)
+            elif not on and extra in hook._handlers:
+                hook.remove_listener(extra)
         elif NEIGHBOUR_PID and SWAP:
             if on and not attached:
                 hook.add_listener(sink.on_request)
@@ -152,6 +219,8 @@ def _on_test_stop(environment: Any, **_kwargs: Any) -> None:
     if _state["drain"] is not None:
         _state["drain"].kill(block=True, timeout=5)
         environment.locust_sink.buffer = _state["real_buffer"]
+    if _state.get("slim_drain") is not None:
+        _state["slim_drain"].kill(block=True, timeout=5)
     if NEIGHBOUR_PID:
         os.kill(NEIGHBOUR_PID, signal.SIGCONT)  # bench/toggle.py stops it
     sink = environment.locust_sink
