@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .transport import EsConfig, SinkTransportError, check_server, make_client, redact, split_urls
+from .transport import DEFAULT_CLI_ES_URL, EsConfig, SinkTransportError, check_server, make_client, redact, split_urls
 
 log = logging.getLogger("locust_sink")
 
@@ -23,12 +23,11 @@ def _env(name: str, default: Any = None) -> Any:
     return os.environ.get(name, default)
 
 
-def _add_es_arguments(parser: argparse.ArgumentParser, url_required: bool = True) -> None:
+def _add_es_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--es-url",
-        default=_env("LOCUST_ES_URL"),
-        required=url_required and not _env("LOCUST_ES_URL"),
-        help="Elasticsearch URL(s), comma separated (env LOCUST_ES_URL)",
+        default=_env("LOCUST_ES_URL", DEFAULT_CLI_ES_URL),
+        help=f"Elasticsearch URL(s), comma separated (env LOCUST_ES_URL; default {DEFAULT_CLI_ES_URL})",
     )
     parser.add_argument("--es-username", default=_env("LOCUST_ES_USERNAME"), help="env LOCUST_ES_USERNAME")
     parser.add_argument(

@@ -35,6 +35,7 @@ from .transport import (
     bulk_request,
     check_server,
     classify,
+    cli_command,
     encode_body,
     make_client,
     redact,
@@ -597,12 +598,13 @@ class Flusher:
         mine = set(self._segment_counts)
         stale = [p for p in self.spool.segments() if p not in mine]
         if stale:
+            assert self.es_config is not None
             log.warning(
-                "locust-sink: %d spool segment(s) from an earlier run are in %s; deliver them with "
-                "`locust-sink replay %s --es-url URL`",
+                "locust-sink: %d spool segment(s) from an earlier run are in %s; deliver them with `%s`%s",
                 len(stale),
                 self.spool.root,
-                self.spool.root,
+                cli_command("replay", str(self.spool.root), *self.es_config.cli_args()),
+                self.es_config.secret_env_hint(),
             )
 
     def _backoff(self, attempt: int) -> float:

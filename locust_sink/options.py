@@ -7,9 +7,10 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from .flusher import SinkSettings
-from .transport import EsConfig, split_urls
+from .transport import EsConfig, redact_url, split_urls
 
 DEFAULTS: dict[str, Any] = {
     "es_url": None,
@@ -67,6 +68,31 @@ def positive_float(value: Any) -> float:
     return number
 
 
+def es_urls(value: Any) -> str:
+    """`--es-url`: one or more comma-separated http(s)://host[:port] URLs; refused at start otherwise."""
+    urls = split_urls(value)
+    if not urls:
+        raise argparse.ArgumentTypeError("expected one or more http(s)://host:port URLs, comma separated")
+    for url in urls:
+        problem = url_problem(url)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+    return ",".join(urls)
+
+
+def url_problem(url: str) -> str | None:
+    """Why `url` is not an Elasticsearch URL the sink can use, or None when it is."""
+    shown = redact_url(url) if "@" in url else url
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError as exc:
+        return f"{shown!r} is not a valid URL ({exc})"
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
+        return f"{shown!r} is not an http(s)://host:port URL"
+    return None
+
+
 def sample_rate(value: Any) -> float:
     number = float(value)
     if not 0 < number <= 1:
@@ -86,6 +112,7 @@ def add_arguments(parser: Any) -> None:
 
     add(
         "--es-url",
+        type=es_urls,
         default=None,
         help="Elasticsearch URL(s), comma separated. Without it, records go to NDJSON files in --sink-dir",
     )
@@ -242,6 +269,10 @@ class SinkOptions:
     @classmethod
     def from_values(cls, v: dict[str, Any]) -> SinkOptions:
         urls = split_urls(v["es_url"])
+        for url in urls:
+            problem = url_problem(url)
+            if problem:
+                raise ValueError(f"--es-url: {problem}")
         es = (
             EsConfig(
                 urls=urls,

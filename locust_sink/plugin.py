@@ -29,6 +29,7 @@ from .buffer import RecordBuffer
 from .flusher import Flusher
 from .options import SinkOptions, add_arguments, option_values
 from .stats import StatsRecorder
+from .transport import DEFAULT_CLI_ES_URL, cli_command
 
 log = logging.getLogger("locust_sink")
 # The client logs every request at INFO: thousands of lines per run that say nothing the sink does not.
@@ -344,29 +345,25 @@ class LocustSink:
             took,
         )
         if self.flusher.mode == "file" and self.flusher.file_writer and self.flusher.file_writer.paths:
-            folder = self.flusher.file_writer.paths.get(self.run_id)
-            if folder is not None:
+            path = self.flusher.file_writer.paths.get(self.run_id)
+            if path is not None:
                 log.info(
-                    "locust-sink: records are in %s; load them with `locust-sink load %s --es-url URL`",
-                    folder,
-                    folder.parent,
+                    "locust-sink: records are in %s; load them into Elasticsearch with `%s` (add --es-url URL "
+                    "for another one than %s)",
+                    path.parent,
+                    cli_command("load", str(path.parent)),
+                    DEFAULT_CLI_ES_URL,
                 )
         spooled = acc.spooled + self.flusher.doc_accounting.spooled
         if spooled:
-            auth = (
-                " --es-username USER (password from LOCUST_ES_PASSWORD)"
-                if self.options.es and (self.options.es.username or self.options.es.password)
-                else ""
-            )
-            url = self.options.es.describe() if self.options.es else "URL"
+            es = self.options.es
+            args = es.cli_args() if es else []
             log.warning(
-                "locust-sink: %d documents could not be delivered and wait in the spool %s; deliver them "
-                "with `locust-sink replay %s --es-url %s%s`",
+                "locust-sink: %d documents could not be delivered and wait in the spool %s; deliver them with `%s`%s",
                 spooled,
                 self.flusher.spool.root,
-                self.flusher.spool.root,
-                url,
-                auth,
+                cli_command("replay", str(self.flusher.spool.root), *args),
+                es.secret_env_hint() if es else "",
             )
 
 

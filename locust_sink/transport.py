@@ -9,6 +9,7 @@ rejection of single documents (dead-letter with ES's reason).
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -51,6 +52,7 @@ class BulkBodySerializer(NdjsonSerializer):
 _NO_ERRORS = b'{"errors":false,'
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 BULK_FILTER_PATH = "errors,items.*.status,items.*.error"
+DEFAULT_CLI_ES_URL = "http://127.0.0.1:9200"  # the `locust-sink` CLI's --es-url without the flag or LOCUST_ES_URL
 
 
 class BulkItem(NamedTuple):
@@ -144,6 +146,27 @@ class EsConfig:
     def describe(self) -> str:
         return ", ".join(redact_url(u) for u in self.urls)
 
+    def cli_args(self) -> list[str]:
+        """The `locust-sink` CLI arguments that reach the same cluster, without secrets: the CLI reads a
+        password or API key from LOCUST_ES_PASSWORD / LOCUST_ES_API_KEY."""
+        args = ["--es-url", ",".join(redact_url(u) for u in self.urls)]
+        username = self.username or next((urlsplit(u).username for u in self.urls if urlsplit(u).username), None)
+        if username:
+            args += ["--es-username", username]
+        if self.ca_certs:
+            args += ["--es-ca-certs", self.ca_certs]
+        if not self.verify_certs:
+            args += ["--es-verify-certs", "false"]
+        return args
+
+    def secret_env_hint(self) -> str:
+        """Which environment variable the CLI needs set for the secret this config uses, if any."""
+        if self.api_key:
+            return " (with the API key in LOCUST_ES_API_KEY)"
+        if self.password or any(urlsplit(u).password for u in self.urls):
+            return " (with the password in LOCUST_ES_PASSWORD)"
+        return ""
+
     def secrets(self) -> list[str]:
         found = [s for s in (self.password, self.api_key) if s]
         for url in self.urls:
@@ -151,6 +174,11 @@ class EsConfig:
             if parts.password:
                 found.append(parts.password)
         return found
+
+
+def cli_command(*args: str) -> str:
+    """A `locust-sink` command line, quoted for a POSIX shell, that runs as printed."""
+    return shlex.join(["locust-sink", *args])
 
 
 def split_urls(values: str | Sequence[str] | None) -> list[str]:

@@ -142,6 +142,8 @@ def test_options_defaults_tags_and_validation():
     assert str2bool("false") is False and str2bool("ON") is True
     with pytest.raises(argparse.ArgumentTypeError):
         SinkOptions.from_values(option_values(None, {"sink_sample_rate": 0}))
+    with pytest.raises(ValueError, match="not an http"):
+        SinkOptions.from_values(option_values(None, {"es_url": "http://a:9200,notaurl"}))
 
 
 def test_secrets_are_redacted():
