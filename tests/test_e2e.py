@@ -83,18 +83,16 @@ def test_file_mode_then_load(tmp_path, es_url, httpbin_url):
     landed, run_ids, duplicates = file_landed(files)
     assert run_ids == {run_id} and duplicates == 0
     assert_matches(truth, landed)
-    assert "locust-sink load" in log  # the end of the run says how to load the files
-
-    # load them into ES with the CLI, twice: the second load must not duplicate anything
+    # the end of the run says how to load the files: run that command as printed (LOCUST_ES_URL points it at
+    # the test's Elasticsearch instead of the CLI's default http://127.0.0.1:9200), twice: the second load
+    # must not duplicate anything
+    printed = re.search(r"`(locust-sink load [^`]+)`", log)
+    assert printed, log[-2000:]
     prefix = "locust"  # file mode writes the default prefix's index names
-    env = {**os.environ}
+    env = {**os.environ, "LOCUST_ES_URL": es_url}
     for attempt in range(2):
         proc = subprocess.run(
-            [sys.executable, "-m", "locust_sink.cli", "load", str(run_dir), "--es-url", es_url],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
+            ["bash", "-c", printed.group(1)], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path
         )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         # besides the request records, file mode also holds stats snapshots, events and the run document
