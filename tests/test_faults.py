@@ -279,10 +279,10 @@ sink = locust_sink.attach(env, es_url={url!r}, es_index_prefix={prefix!r}, run_i
                           sink_dir={str(tmp_path / "sink")!r}, sink_batch_size=500)
 sink.on_test_start(env)
 deadline = time.monotonic() + 60
-while sink.flusher.state != "up" and time.monotonic() < deadline:
+while sink.delivery.state != "up" and time.monotonic() < deadline:
     gevent.sleep(0.1)
 for i in range({records}):  # ~20,000 records/s: a batch fills faster than ES answers one, so batches wait
-    sink.on_request(request_type="GET", name="/item", response_time=1.0, response_length=10,
+    sink.buffer.on_request(request_type="GET", name="/item", response_time=1.0, response_length=10,
                     response=None, context={{}}, exception=None, start_time=time.time(), url="/item")
     if i % 100 == 99:
         gevent.sleep(0.005)
@@ -437,7 +437,7 @@ def _encoder_children(pid: int) -> list[int]:
             cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
         except OSError:
             continue
-        if int(stat[stat.rindex(b")") + 2 :].split()[1]) == pid and b"locust_sink.encoder" in cmdline:
+        if int(stat[stat.rindex(b")") + 2 :].split()[1]) == pid and b"locust_sink.delivery.helper" in cmdline:
             found.append(int(entry))
     return found
 
