@@ -49,16 +49,16 @@ def measure(records: int, es_url: str | None, index_prefix: str) -> dict[str, fl
     try:
         sink.on_test_start(env)
         deadline = time.monotonic() + 60
-        while sink.flusher is not None and sink.flusher.state not in ("up", "file") and time.monotonic() < deadline:
+        while sink.delivery is not None and sink.delivery.state != "up" and time.monotonic() < deadline:
             gevent.sleep(0.1)  # connected, templates installed: not part of the per-record price
-        sink.buffer.maxsize = max(sink.buffer.maxsize, records + 1)
+        sink.buffer.resize(max(sink.buffer.maxsize, records + 1), sink.buffer.batch_size)
         start = cpu()
         for i in range(records):
-            sink.on_request(**event(i), start_time=time.time())
+            sink.buffer.on_request(**event(i), start_time=time.time())
         hot = cpu() - start
         start = cpu()
-        assert sink.flusher is not None
-        done = sink.flusher.flush(120)
+        assert sink.delivery is not None
+        done = sink.delivery.flush(120)
         flush = cpu() - start
         acc = sink.buffer.accounting
         delivered = acc.indexed if es_url else acc.written
