@@ -22,11 +22,11 @@ from gevent import getcurrent
 from gevent.event import Event
 from locust import events as global_events
 from locust.env import Environment
-from locust.runners import MasterRunner, WorkerRunner
 from locust.stats import StatsError
 
 from .buffer import RecordBuffer
 from .flusher import Flusher
+from .nodes import node_id, node_role
 from .options import SinkOptions, add_arguments, option_values
 from .stats import StatsRecorder
 from .transport import DEFAULT_CLI_ES_URL, cli_command
@@ -89,22 +89,6 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
-def node_role(environment: Environment) -> str:
-    runner = environment.runner
-    if isinstance(runner, MasterRunner):
-        return "master"
-    if isinstance(runner, WorkerRunner):
-        return "worker"
-    return "local"
-
-
-def node_id(environment: Environment) -> str:
-    runner = environment.runner
-    if isinstance(runner, WorkerRunner):
-        return str(runner.client_id)
-    return node_role(environment)
-
-
 class LocustSink:
     """One per Locust process: owns the buffer and the flusher, listens to Locust's events."""
 
@@ -129,7 +113,7 @@ class LocustSink:
         # --json-file, with the exit code. A hand-built Environment (attach) may only fire `quitting`.
         self.close_on_quitting = close_on_quitting
         self._atexit_registered = False
-        self.recorder = StatsRecorder(self)
+        self.recorder = StatsRecorder(environment, self, lambda: self.options)
 
     # ----- configuration ---------------------------------------------------------------------------
     @property
@@ -253,7 +237,7 @@ class LocustSink:
             log.info("locust-sink: run %s: workers send requests to %s; master records stats", self.run_id, target)
         else:
             log.info("locust-sink: run %s: recording requests to %s", self.run_id, self.describe_target())
-        self.recorder.start_run()
+        self.recorder.start_run(self.run_id)
 
     def on_test_stop(self, environment: Environment, **_kwargs: Any) -> None:
         self.recorder.stop_run()  # CPU only (standalone: the final snapshot); never blocks
@@ -289,6 +273,24 @@ class LocustSink:
             "encoding": flusher.encoder_counts() if flusher else {},
             "trouble": list(flusher.trouble) if flusher else [],
         }
+
+    # ----- the stats recorder's SinkPort (locust_sink/stats/port.py; status() above is its status) -------
+    def started(self) -> bool:
+        return self.flusher is not None
+
+    def submit(
+        self, family: str, doc: dict[str, Any], run_id: str, doc_id: str | None = None, op: str = "create"
+    ) -> bool:
+        if self.flusher is None:
+            return False
+        return self.flusher.submit_document(family, doc, run_id, doc_id=doc_id, op=op)
+
+    def request_drain(self) -> None:
+        if self.flusher is not None:
+            self.flusher.wake()
+
+    def trouble(self) -> list[str]:
+        return list(self.flusher.trouble) if self.flusher is not None else []
 
     def describe_target(self) -> str:
         if self.options.es is not None:
