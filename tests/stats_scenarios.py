@@ -7,9 +7,9 @@ recorder's loop and grace greenlets are captured so that the scenario decides wh
 recorder hands to its `SinkPort` (every document, byte for byte as the sink serialises it, with family, id
 and op type, and every drain request) plus each worker report's sink payload is the scenario's output.
 
-tests/data/stats_golden.json holds that output as the recorder produced it before it was split into the
-stats package; test_stats_pieces.py checks that it still produces exactly that. A deliberate change of the
-documents rewrites the file:  PYTHONPATH=. python3 tests/stats_scenarios.py --write
+tests/data/stats_golden.json holds that output; test_stats_pieces.py checks that the recorder produces
+exactly that. A deliberate change of the documents rewrites the file (review its diff):
+    PYTHONPATH=. python3 tests/stats_scenarios.py --write
 """
 
 from __future__ import annotations

@@ -54,8 +54,8 @@ def stats_with(requests: list[tuple[str, str, float]], errors: int = 0) -> Reque
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_recorder_writes_byte_for_byte_the_documents_of_the_golden_run(scenario, tmp_path):
     """Every document (serialised as the sink serialises it: key order, ids, op types), every drain
-    request and every worker-report payload, in order, equal to what the recorder wrote before it was
-    split into this package (tests/data/stats_golden.json; see tests/stats_scenarios.py)."""
+    request and every worker-report payload, in order, equal to the golden run's
+    (tests/data/stats_golden.json; see tests/stats_scenarios.py)."""
     golden = json.loads(GOLDEN.read_text())[scenario]
     got = json.loads(json.dumps(run_scenario(scenario, tmp_path)))
     assert len(got) == len(golden)
