@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import gevent
@@ -46,7 +47,7 @@ from ..nodes import Role, node_id, node_role
 from .events import EventLog, failure_groups, final_user_error_fields
 from .lifecycle import WORKER_REPORT_GRACE, Guard, Lifecycle
 from .port import SinkPort, StatsObserver
-from .rundoc import end_fields, exit_fields, node_summary, sink_by_node, sink_totals, start_fields, target
+from .rundoc import RunDocument, end_fields, node_summary, sink_by_node, sink_totals, start_fields, target
 from .snapshots import SnapshotCursor, snapshot_documents
 from .trouble import PAYLOAD_KEY, TroubleRelay
 from .workers import Worker, WorkerBook, WorkerChange
@@ -70,7 +71,6 @@ class StatsRecorder:
         self.environment = environment
         self.port = port
         self.options = options  # the current options (a worker's arrive with the spawn message)
-        self.observer = observer
         parsed = environment.parsed_options
         self.locustfile: str | None = getattr(parsed, "locustfile", None) if parsed is not None else None
         self.git_commit = git_commit(self.locustfile.split(",")[0] if self.locustfile else None)
@@ -80,9 +80,15 @@ class StatsRecorder:
         self.book = WorkerBook()
         self.trouble = TroubleRelay()
         self.cursor = SnapshotCursor()  # this node's own snapshots
-        self.run_doc: dict[str, Any] | None = None
+        self.run = RunDocument(port)
         self._last_user_count: int | None = None
         self.guard = Guard()
+        # an observer is called through the guard; without one nothing is built for it
+        self._on_snapshot: Callable[[dict[str, Any]], Any] | None = None
+        self._on_status: Callable[[str, dict[str, Any]], Any] | None = None
+        if observer is not None:
+            self._on_snapshot = partial(self.guard, "observer", observer.on_snapshot)
+            self._on_status = partial(self.guard, "observer", observer.on_status)
 
     @property
     def role(self) -> Role:
@@ -139,8 +145,8 @@ class StatsRecorder:
         for message in messages:
             self._record_trouble(client_id, message)
         worker.status = status
-        if self.observer is not None:
-            self.guard("observer", self.observer.on_status, client_id, status)
+        if self._on_status is not None:
+            self._on_status(client_id, status)
 
     def on_report_to_master(self, client_id: str, data: dict[str, Any], **_kw: Any) -> None:
         """Worker: tell the master how this node's sink is doing (state, new trouble, accounting)."""
@@ -148,8 +154,8 @@ class StatsRecorder:
             return
         status = self.port.status()
         data[PAYLOAD_KEY] = self.trouble.outgoing(status, self.port.trouble())
-        if self.observer is not None:
-            self.guard("observer", self.observer.on_status, self.node, node_summary(status))
+        if self._on_status is not None:
+            self._on_status(self.node, node_summary(status))
 
     def on_user_error(self, user_instance: Any, exception: BaseException, tb: Any, **_kw: Any) -> None:
         """Local/worker: one event per occurrence with its traceback, capped per kind (type + raising line)."""
@@ -171,7 +177,7 @@ class StatsRecorder:
         self._last_user_count = None
         self.book.new_run()
         self.events.begin_run(run_id)
-        self.run_doc = start_fields(
+        fields = start_fields(
             self.environment,
             run_id=run_id,
             node=self.node,
@@ -182,8 +188,7 @@ class StatsRecorder:
             git_commit=self.git_commit,
             hostname=self.hostname,
         )
-        # create, not index: a start document replayed late from the spool must not overwrite the final one
-        self.port.submit("runs", dict(self.run_doc), run_id, doc_id=run_id, op="create")
+        self.run.start(fields)
         self.events.event("test_start", when=now, user_count=self._user_count(), details=target(self.environment))
         if self.role == "master":
             self._watch_workers()  # workers that connected before the test and were not seen yet
@@ -210,28 +215,31 @@ class StatsRecorder:
             return
         if self.lifecycle.active:
             self.guard("final snapshot", self._finalize, submit_run=False)
-        if self.run_doc is not None and exit_code is not None:
-            self.run_doc.update(exit_fields(exit_code))
+        self.run.exit(exit_code)
 
     def closing_documents(self, first_pass_done: bool) -> None:
         """After the first pass of the final flush: the run document with where the records went, and one
         `sink_summary` event per node with its own accounting."""
         summary = node_summary(self.port.status())
-        if self.observer is not None:
-            self.guard("observer", self.observer.on_status, self.node, summary)
+        if self._on_status is not None:
+            self._on_status(self.node, summary)
         if self.run_id is not None:
             self.events.event("sink_summary", details=summary)
-        if self.role == "worker" or self.run_doc is None:
+        if self.role == "worker" or self.run.doc is None:
             return
-        doc = self.run_doc
         workers = self.book.statuses()
-        doc["sink"] = sink_totals([status for _, status in workers] if self.role == "master" else [summary])
-        doc["sink_by_node"] = sink_by_node(self.node, summary, workers)
+        totals = sink_totals([status for _, status in workers] if self.role == "master" else [summary])
+        by_node = sink_by_node(self.node, summary, workers)
         self._own_trouble()
-        doc["sink_trouble_nodes"] = self.trouble.nodes()
-        doc["sink_trouble"] = self.trouble.messages()
-        doc["sink_final_flush_complete"] = first_pass_done
-        self.port.submit("runs", dict(doc), doc["run_id"], doc_id=doc["run_id"], op="index")
+        self.run.write_closing(
+            {
+                "sink": totals,
+                "sink_by_node": by_node,
+                "sink_trouble_nodes": self.trouble.nodes(),
+                "sink_trouble": self.trouble.messages(),
+                "sink_final_flush_complete": first_pass_done,
+            }
+        )
 
     # ----- snapshots ---------------------------------------------------------------------------------
     def _run_loop(self) -> None:
@@ -244,8 +252,8 @@ class StatsRecorder:
         self._own_trouble()
         if self.role == "master":
             self._watch_workers()
-        if self.observer is not None:
-            self.guard("observer", self.observer.on_status, self.node, node_summary(self.port.status()))
+        if self._on_status is not None:
+            self._on_status(self.node, node_summary(self.port.status()))
         runner = self.environment.runner
         if not self.lifecycle.active or runner is None:
             return
@@ -278,7 +286,6 @@ class StatsRecorder:
     ) -> None:
         run_id = self.run_id
         assert run_id is not None
-        observer = self.observer
         for doc_id, doc in snapshot_documents(
             stats,
             cursor,
@@ -292,8 +299,8 @@ class StatsRecorder:
             pause=pause,
         ):
             self.port.submit("stats", doc, run_id, doc_id=doc_id, op="create")
-            if observer is not None:
-                self.guard("observer", observer.on_snapshot, doc)
+            if self._on_snapshot is not None:
+                self._on_snapshot(doc)
 
     def _worker_snapshot(self, worker: Worker, now: float, final: bool, pause: Callable[[], bool] | None) -> None:
         self._snapshot(worker.stats, worker.cursor, "worker", worker.node, now, worker.user_count, final, pause)
@@ -306,33 +313,25 @@ class StatsRecorder:
         runner = self.environment.runner
         now = time.time()
         end = self.lifecycle.stopped_at or now
-        stats: RequestStats | None
+        stats = runner.stats if runner is not None else RequestStats()
         if self.role == "master":
             self._watch_workers()
             for worker in self.book.all():
                 self._worker_snapshot(worker, now, final=True, pause=None)
             # the sum of what every worker reported == the master's stats (see the module docstring)
-            stats = self.book.total()
-            if stats is None:
-                stats = runner.stats if runner is not None else RequestStats()
-        else:
-            stats = runner.stats if runner is not None else RequestStats()
+            total = self.book.total()
+            stats = total if total is not None else stats
         self._snapshot(stats, self.cursor, self.role, self.node, now, self._user_count(), True, None)
         for fields in failure_groups(stats):
             self.events.event("failure_group", when=end, **fields)
         exceptions = getattr(runner, "exceptions", {})
         for row in list(exceptions.values()):
             self.events.event("user_error", when=end, **final_user_error_fields(row))
-        if self.run_doc is not None:
-            self.run_doc.update(end_fields(stats, exceptions, self.lifecycle.started_at, end))
-            if self.role == "master":
-                self.run_doc["workers"] = sorted(self.book.workers)
-            if submit_run:
-                self._own_trouble()
-                self.run_doc["sink_trouble_nodes"] = self.trouble.nodes()
-                self.port.submit(
-                    "runs", dict(self.run_doc), self.run_doc["run_id"], doc_id=self.run_doc["run_id"], op="index"
-                )
+        workers = sorted(self.book.workers) if self.role == "master" else None
+        self.run.end(end_fields(stats, exceptions, self.lifecycle.started_at, end), workers)
+        if submit_run:
+            self._own_trouble()
+            self.run.write_end(self.trouble.nodes())
         self.port.request_drain()
 
     # ----- workers and trouble -------------------------------------------------------------------------

@@ -1,7 +1,7 @@
-"""The run document (`<prefix>-runs`, `_id` = run id) as pure functions: the fields known at the start,
-the fields added when the run ends (from the final stats), and the sink's fields (from the nodes' sink
-statuses). The recorder applies them in that order to one dict, which is written with `create` at the
-start and `index` afterwards (see docs/stats.md)."""
+"""The run document (`<prefix>-runs`, `_id` = run id): pure functions for the fields known at the start,
+the fields added when the run ends (from the final stats), the exit code and the sink's fields (from the
+nodes' sink statuses), and `RunDocument`, which applies them in that order to one dict and writes it
+(see docs/stats.md)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from locust.stats import RequestStats
 
 from .. import __version__
 from ..records import iso_timestamp
+from .port import SinkPort
 from .snapshots import percentile_values
 
 if TYPE_CHECKING:  # options.py is imported for its type only
@@ -148,3 +149,45 @@ def sink_by_node(node: str, summary: dict[str, Any], workers: Iterable[tuple[str
     nodes: dict[str, Any] = {node: summary}
     nodes.update(workers)
     return nodes
+
+
+class RunDocument:
+    """The current run's document: the fields above applied in order to one dict, written through the
+    port (`create` at the start, `index` afterwards). `doc` is None before the first run."""
+
+    def __init__(self, port: SinkPort) -> None:
+        self.port = port
+        self.doc: dict[str, Any] | None = None
+
+    def start(self, fields: dict[str, Any]) -> None:
+        self.doc = fields
+        # create, not index: a start document replayed late from the spool must not overwrite the final one
+        self._write("create")
+
+    def end(self, fields: dict[str, Any], workers: list[str] | None) -> None:
+        """The run ended: end fields, and on the master the workers that reported."""
+        assert self.doc is not None
+        self.doc.update(fields)
+        if workers is not None:
+            self.doc["workers"] = workers
+
+    def write_end(self, trouble_nodes: list[str]) -> None:
+        assert self.doc is not None
+        self.doc["sink_trouble_nodes"] = trouble_nodes
+        self._write("index")
+
+    def exit(self, exit_code: int | None) -> None:
+        """Locust's exit code (none when the process did not end through Locust's quit)."""
+        if self.doc is not None and exit_code is not None:
+            self.doc.update(exit_fields(exit_code))
+
+    def write_closing(self, sink_fields: dict[str, Any]) -> None:
+        """After the first pass of the final flush: where the records went (`sink_fields`, in order)."""
+        assert self.doc is not None
+        self.doc.update(sink_fields)
+        self._write("index")
+
+    def _write(self, op: str) -> None:
+        assert self.doc is not None
+        run_id = self.doc["run_id"]
+        self.port.submit("runs", dict(self.doc), run_id, doc_id=run_id, op=op)
