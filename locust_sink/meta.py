@@ -4,7 +4,22 @@ commit and the host name. No Locust, no subprocess: safe to import anywhere."""
 from __future__ import annotations
 
 import socket
+from dataclasses import dataclass
 from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a run's code and process come from (fields of the run document)."""
+
+    locustfile: str | None  # as given to Locust (-f; may be a comma-separated list)
+    git_commit: str | None  # HEAD of the git repository holding the (first) locustfile
+    hostname: str
+
+
+def provenance(locustfile: str | None) -> Provenance:
+    """Read once per process: the commit does not change during a run."""
+    return Provenance(locustfile, git_commit(locustfile.split(",")[0] if locustfile else None), hostname())
 
 
 def hostname() -> str:

@@ -441,8 +441,8 @@ def normalized(entry: list[Any]) -> list[Any]:
             doc[key] = value
     if "locustfile" in doc:
         doc["locustfile"] = Path(doc["locustfile"]).name
-    if doc.get("event") == "user_error" and not doc.get("details", {}).get("final"):
-        doc["traceback"] = doc["traceback"].strip().splitlines()[-1]  # paths and line numbers of this file
+    if doc.get("event") == "user_error":
+        doc["traceback"] = doc["traceback"].strip().splitlines()[-1]  # not the paths and line numbers above it
     return [*entry[:5], orjson.dumps(doc).decode()]
 
 

@@ -237,7 +237,7 @@ def test_worker_book_sums_equal_locusts_own_master_merge():
     master_events = Events()
     master = RequestStats()
     setup_distributed_stats_event_listeners(master_events, master)
-    book = WorkerBook()
+    book = WorkerBook(EventLog(ScriptedPort(), lambda: "master"))
     for seed, worker in enumerate(("w1", "w2", "w3")):
         for data in worker_reports(clock, 4, seed + rng.randint(0, 5)):
             master_events.worker_report.fire(client_id=worker, data=data)
@@ -263,27 +263,47 @@ def test_worker_book_sums_equal_locusts_own_master_merge():
 
 
 def test_worker_book_sees_workers_join_go_missing_come_back_and_leave():
-    book = WorkerBook()
-    assert book.connected("w1") is not None and book.connected("w1") is None
+    port = ScriptedPort()
+    port.is_started = True
+    events = EventLog(port, lambda: "master")
+    events.begin_run("r")
+    book = WorkerBook(events)
+
+    def seen() -> list[tuple[str, str, str, Any]]:
+        docs = [json.loads(entry[5]) for entry in port.output]
+        port.output.clear()
+        return [(d["event"], d["node"], d["message"], d.get("details")) for d in docs]
+
+    book.connected("w1")
+    book.connected("w1")
+    assert seen() == [("worker_joined", "w1", "worker w1 connected", None)]
     clients = {"w1": WorkerNode("w1", state="ready"), "w2": WorkerNode("w2", state="running")}
-    assert [(c.kind, c.node, c.details) for c in book.watch(clients)] == [("worker_joined", "w2", {"state": "running"})]
-    assert book.watch(clients) == []
+    book.watch(clients)
+    assert seen() == [("worker_joined", "w2", "worker w2 connected", {"state": "running"})]
+    book.watch(clients)
+    assert seen() == []
     clients["w2"].state = "missing"
-    lost = book.watch(clients)
-    assert [(c.kind, c.message) for c in lost] == [("worker_lost", "worker w2 stopped sending heartbeats")]
-    assert book.watch(clients) == []  # once
+    book.watch(clients)
+    book.watch(clients)  # once
+    assert seen() == [("worker_lost", "w2", "worker w2 stopped sending heartbeats", None)]
     clients["w2"].state = "running"
-    assert [c.kind for c in book.watch(clients)] == ["worker_joined"]
+    book.watch(clients)
+    assert seen() == [("worker_joined", "w2", "worker w2 connected", {"state": "running"})]
     del clients["w1"]
-    assert [(c.kind, c.node, c.details) for c in book.watch(clients)] == [("worker_lost", "w1", {"reason": "left"})]
-    assert book.watch(None) == []
+    book.watch(clients)
+    book.watch(None)
+    assert seen() == [("worker_lost", "w1", "worker w1 left", {"reason": "left"})]
 
 
 # ------------------------------------------------------------------------------------ the trouble relay
 
 
 def test_trouble_relay_sends_each_message_once_and_records_per_node():
-    worker, master = TroubleRelay(), TroubleRelay()
+    port = ScriptedPort()
+    port.is_started = True
+    events = EventLog(port, lambda: "master")
+    events.begin_run("r")
+    worker, master = TroubleRelay(events), TroubleRelay(events)
     status = {"state": "down", "requests": {"emitted": 3}, "sampled_out": 1, "documents": {}, "trouble": ["x"]}
     trouble = ["es down"]
     first = worker.outgoing(status, trouble)
@@ -291,13 +311,18 @@ def test_trouble_relay_sends_each_message_once_and_records_per_node():
     assert "trouble" not in worker.outgoing(status, trouble)
     trouble.append("spooling")
     assert worker.outgoing(status, trouble)["trouble"] == ["spooling"]
-    received = TroubleRelay.incoming({PAYLOAD_KEY: first})
-    assert received == ({"state": "down", "requests": {"emitted": 3}, "sampled_out": 1}, ["es down"])
-    assert TroubleRelay.incoming({"stats": []}) is None and TroubleRelay.incoming({PAYLOAD_KEY: "junk"}) is None
-    assert master.record("w1", "es down") and not master.record("w1", "es down") and master.record("master", "x")
-    for i in range(30):
-        master.record("w2", f"m{i}")
+    assert master.receive("w1", {PAYLOAD_KEY: first}) == {"state": "down", "requests": {"emitted": 3}, "sampled_out": 1}
+    assert master.receive("w1", {"stats": []}) is None and master.receive("w1", {PAYLOAD_KEY: "junk"}) is None
+    master.record("w1", ["es down", "es down"])
+    master.record("master", ["x"])
+    sent = [json.loads(entry[5]) for entry in port.output]
+    assert [(d["event"], d["node"], d["message"]) for d in sent] == [
+        ("sink_trouble", "w1", "es down"),
+        ("sink_trouble", "master", "x"),
+    ]
+    master.record("w2", [f"m{i}" for i in range(30)])
     assert master.nodes() == ["master", "w1", "w2"] and len(master.messages()["w2"]) == 20
+    assert len(port.output) == 32  # one event per distinct message
 
 
 # ------------------------------------------------------------------------------------- the run document

@@ -42,15 +42,15 @@ import gevent
 from locust.env import Environment
 from locust.stats import RequestStats
 
-from ..meta import git_commit, hostname
+from ..meta import provenance
 from ..nodes import Role, node_id, node_role
 from .events import EventLog, failure_groups, final_user_error_fields
 from .lifecycle import WORKER_REPORT_GRACE, Guard, Lifecycle
 from .port import SinkPort, StatsObserver
-from .rundoc import RunDocument, end_fields, node_summary, sink_by_node, sink_totals, start_fields, target
-from .snapshots import SnapshotCursor, snapshot_documents
+from .rundoc import RunDocument, end_fields, node_summary, sink_fields, start_fields, target
+from .snapshots import SnapshotCursor, SnapshotWriter
 from .trouble import PAYLOAD_KEY, TroubleRelay
-from .workers import Worker, WorkerBook, WorkerChange
+from .workers import Worker, WorkerBook
 
 if TYPE_CHECKING:  # options.py is imported for its type only
     from ..options import SinkOptions
@@ -71,24 +71,22 @@ class StatsRecorder:
         self.environment = environment
         self.port = port
         self.options = options  # the current options (a worker's arrive with the spawn message)
-        parsed = environment.parsed_options
-        self.locustfile: str | None = getattr(parsed, "locustfile", None) if parsed is not None else None
-        self.git_commit = git_commit(self.locustfile.split(",")[0] if self.locustfile else None)
-        self.hostname = hostname()
+        self.origin = provenance(getattr(environment.parsed_options, "locustfile", None))
         self.lifecycle = Lifecycle()
         self.events = EventLog(port, lambda: self.node)
-        self.book = WorkerBook()
-        self.trouble = TroubleRelay()
+        self.book = WorkerBook(self.events)
+        self.trouble = TroubleRelay(self.events)
         self.cursor = SnapshotCursor()  # this node's own snapshots
         self.run = RunDocument(port)
         self._last_user_count: int | None = None
         self.guard = Guard()
         # an observer is called through the guard; without one nothing is built for it
-        self._on_snapshot: Callable[[dict[str, Any]], Any] | None = None
         self._on_status: Callable[[str, dict[str, Any]], Any] | None = None
+        on_snapshot = None
         if observer is not None:
-            self._on_snapshot = partial(self.guard, "observer", observer.on_snapshot)
+            on_snapshot = partial(self.guard, "observer", observer.on_snapshot)
             self._on_status = partial(self.guard, "observer", observer.on_status)
+        self.snapshots = SnapshotWriter(port, on_snapshot)
 
     @property
     def role(self) -> Role:
@@ -128,9 +126,7 @@ class StatsRecorder:
         self.book.reset_stats()
 
     def on_worker_connect(self, client_id: str, **_kw: Any) -> None:
-        change = self.book.connected(client_id)
-        if change is not None:
-            self._worker_event(change)
+        self.book.connected(client_id)
 
     def on_worker_report(self, client_id: str, data: dict[str, Any], **_kw: Any) -> None:
         """Master: add the report's deltas to this worker's cumulative stats (CPU only, like Locust's own)."""
@@ -138,15 +134,11 @@ class StatsRecorder:
 
     def _worker_report(self, client_id: str, data: dict[str, Any]) -> None:
         worker = self.book.merge(client_id, data)
-        received = TroubleRelay.incoming(data)
-        if received is None:
-            return
-        status, messages = received
-        for message in messages:
-            self._record_trouble(client_id, message)
-        worker.status = status
-        if self._on_status is not None:
-            self._on_status(client_id, status)
+        status = self.trouble.receive(client_id, data)
+        if status is not None:
+            worker.status = status
+            if self._on_status is not None:
+                self._on_status(client_id, status)
 
     def on_report_to_master(self, client_id: str, data: dict[str, Any], **_kw: Any) -> None:
         """Worker: tell the master how this node's sink is doing (state, new trouble, accounting)."""
@@ -177,6 +169,7 @@ class StatsRecorder:
         self._last_user_count = None
         self.book.new_run()
         self.events.begin_run(run_id)
+        self.snapshots.begin_run(run_id, now)
         fields = start_fields(
             self.environment,
             run_id=run_id,
@@ -184,9 +177,7 @@ class StatsRecorder:
             role=self.role,
             now=now,
             options=self.options(),
-            locustfile=self.locustfile,
-            git_commit=self.git_commit,
-            hostname=self.hostname,
+            origin=self.origin,
         )
         self.run.start(fields)
         self.events.event("test_start", when=now, user_count=self._user_count(), details=target(self.environment))
@@ -227,19 +218,9 @@ class StatsRecorder:
             self.events.event("sink_summary", details=summary)
         if self.role == "worker" or self.run.doc is None:
             return
-        workers = self.book.statuses()
-        totals = sink_totals([status for _, status in workers] if self.role == "master" else [summary])
-        by_node = sink_by_node(self.node, summary, workers)
         self._own_trouble()
-        self.run.write_closing(
-            {
-                "sink": totals,
-                "sink_by_node": by_node,
-                "sink_trouble_nodes": self.trouble.nodes(),
-                "sink_trouble": self.trouble.messages(),
-                "sink_final_flush_complete": first_pass_done,
-            }
-        )
+        sink = sink_fields(self.role, self.node, summary, self.book.statuses())
+        self.run.write_closing(sink, self.trouble.nodes(), self.trouble.messages(), first_pass_done)
 
     # ----- snapshots ---------------------------------------------------------------------------------
     def _run_loop(self) -> None:
@@ -266,44 +247,15 @@ class StatsRecorder:
             for worker in self.book.all():
                 if worker.dirty:  # read as the loop gets there: a report may arrive during a pause
                     self._worker_snapshot(worker, now, final=False, pause=self._pause)
-        self._snapshot(runner.stats, self.cursor, self.role, self.node, now, user_count, False, self._pause)
+        self.snapshots.write(runner.stats, self.cursor, self.role, self.node, now, user_count, False, self._pause)
 
     def _pause(self) -> bool:
         """Between entries of a periodic snapshot: let other greenlets run; go on while the run is open."""
         gevent.sleep(0)
         return self.lifecycle.active
 
-    def _snapshot(
-        self,
-        stats: RequestStats,
-        cursor: SnapshotCursor,
-        source: str,
-        node: str,
-        now: float,
-        user_count: int | None,
-        final: bool,
-        pause: Callable[[], bool] | None,
-    ) -> None:
-        run_id = self.run_id
-        assert run_id is not None
-        for doc_id, doc in snapshot_documents(
-            stats,
-            cursor,
-            run_id=run_id,
-            node=node,
-            source=source,
-            now=now,
-            run_start=self.lifecycle.started_at,
-            user_count=user_count,
-            final=final,
-            pause=pause,
-        ):
-            self.port.submit("stats", doc, run_id, doc_id=doc_id, op="create")
-            if self._on_snapshot is not None:
-                self._on_snapshot(doc)
-
     def _worker_snapshot(self, worker: Worker, now: float, final: bool, pause: Callable[[], bool] | None) -> None:
-        self._snapshot(worker.stats, worker.cursor, "worker", worker.node, now, worker.user_count, final, pause)
+        self.snapshots.write(worker.stats, worker.cursor, "worker", worker.node, now, worker.user_count, final, pause)
         worker.dirty = False
 
     def _finalize(self, submit_run: bool = True) -> None:
@@ -321,7 +273,7 @@ class StatsRecorder:
             # the sum of what every worker reported == the master's stats (see the module docstring)
             total = self.book.total()
             stats = total if total is not None else stats
-        self._snapshot(stats, self.cursor, self.role, self.node, now, self._user_count(), True, None)
+        self.snapshots.write(stats, self.cursor, self.role, self.node, now, self._user_count(), True)
         for fields in failure_groups(stats):
             self.events.event("failure_group", when=end, **fields)
         exceptions = getattr(runner, "exceptions", {})
@@ -336,20 +288,11 @@ class StatsRecorder:
 
     # ----- workers and trouble -------------------------------------------------------------------------
     def _watch_workers(self) -> None:
-        for change in self.book.watch(getattr(self.environment.runner, "clients", None)):
-            self._worker_event(change)
-
-    def _worker_event(self, change: WorkerChange) -> None:
-        self.events.event(change.kind, node=change.node, message=change.message, details=change.details)
-
-    def _record_trouble(self, node: str, message: str) -> None:
-        if self.trouble.record(node, message):
-            self.events.event("sink_trouble", node=node, message=message)
+        self.book.watch(getattr(self.environment.runner, "clients", None))
 
     def _own_trouble(self) -> None:
         if self.port.started() and self.role != "worker":
-            for message in self.port.trouble():
-                self._record_trouble(self.node, message)
+            self.trouble.record(self.node, self.port.trouble())
 
     def _user_count(self) -> int | None:
         runner = self.environment.runner

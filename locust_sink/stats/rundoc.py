@@ -14,6 +14,7 @@ from locust.env import Environment
 from locust.stats import RequestStats
 
 from .. import __version__
+from ..meta import Provenance
 from ..records import iso_timestamp
 from .port import SinkPort
 from .snapshots import percentile_values
@@ -44,9 +45,7 @@ def start_fields(
     role: str,
     now: float,
     options: SinkOptions,
-    locustfile: str | None,
-    git_commit: str | None,
-    hostname: str,
+    origin: Provenance,
 ) -> dict[str, Any]:
     """The run document as written at test start (`status: running`); None values are left out. No
     option values but the index prefix, sample rate and stats interval: secrets never reach it."""
@@ -61,7 +60,7 @@ def start_fields(
         "node": node,
         "status": "running",
         "start_time": iso_timestamp(now),
-        "locustfile": locustfile,
+        "locustfile": origin.locustfile,
         "host": environment.host,
         "user_classes": [
             {
@@ -78,8 +77,8 @@ def start_fields(
         "description": options.description,
         "locust_version": locust.__version__,
         "sink_version": __version__,
-        "git_commit": git_commit,
-        "hostname": hostname,
+        "git_commit": origin.git_commit,
+        "hostname": origin.hostname,
         "pid": os.getpid(),
         "mode": "distributed" if role == "master" else "standalone",
         "sample_rate": options.sample_rate,
@@ -151,6 +150,14 @@ def sink_by_node(node: str, summary: dict[str, Any], workers: Iterable[tuple[str
     return nodes
 
 
+def sink_fields(
+    role: str, node: str, summary: dict[str, Any], workers: list[tuple[str, dict[str, Any]]]
+) -> dict[str, Any]:
+    """Where the records went: the totals (the master's are its workers') and each node's figures."""
+    sources = [status for _, status in workers] if role == "master" else [summary]
+    return {"sink": sink_totals(sources), "sink_by_node": sink_by_node(node, summary, workers)}
+
+
 class RunDocument:
     """The current run's document: the fields above applied in order to one dict, written through the
     port (`create` at the start, `index` afterwards). `doc` is None before the first run."""
@@ -181,10 +188,16 @@ class RunDocument:
         if self.doc is not None and exit_code is not None:
             self.doc.update(exit_fields(exit_code))
 
-    def write_closing(self, sink_fields: dict[str, Any]) -> None:
-        """After the first pass of the final flush: where the records went (`sink_fields`, in order)."""
+    def write_closing(
+        self, sink: dict[str, Any], trouble_nodes: list[str], trouble: dict[str, list[str]], complete: bool
+    ) -> None:
+        """After the first pass of the final flush: where the records went (`sink_fields`), which nodes had
+        trouble, and whether the first pass delivered everything."""
         assert self.doc is not None
-        self.doc.update(sink_fields)
+        self.doc.update(sink)
+        self.doc["sink_trouble_nodes"] = trouble_nodes
+        self.doc["sink_trouble"] = trouble
+        self.doc["sink_final_flush_complete"] = complete
         self._write("index")
 
     def _write(self, op: str) -> None:

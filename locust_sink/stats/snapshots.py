@@ -1,8 +1,9 @@
 """Snapshot documents (`<prefix>-stats`): one per endpoint plus the Aggregated row, per source and node.
 
-Pure functions of Locust's `RequestStats`. The only state is a `SnapshotCursor` per (source, node), the
-node's own and one per worker on the master: what the previous snapshot counted per entry, when it was
-taken and its sequence number (part of every document id, so a resent snapshot never duplicates).
+The documents are pure functions of Locust's `RequestStats`. Their only state is a `SnapshotCursor` per
+(source, node), the node's own and one per worker on the master: what the previous snapshot counted per
+entry, when it was taken and its sequence number (part of every document id, so a resent snapshot never
+duplicates). `SnapshotWriter` queues them through the sink.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from locust.stats import RequestStats, StatsEntry
 
 from ..records import iso_timestamp
+from .port import SinkPort
 
 PERCENTILES: tuple[float, ...] = (0.50, 0.66, 0.75, 0.80, 0.90, 0.95, 0.98, 0.99, 0.999, 0.9999, 1.0)
 PERCENTILE_FIELDS: tuple[str, ...] = ("p50", "p66", "p75", "p80", "p90", "p95", "p98", "p99", "p99_9", "p99_99", "p100")
@@ -149,3 +151,48 @@ def snapshot_documents(
     doc = entry_document(total, base, previous.get(AGGREGATED_KEY, (0, 0)), interval_s, user_count, final, True)
     previous[AGGREGATED_KEY] = (total.num_requests, total.num_failures)
     yield f"{prefix}:agg", doc
+
+
+class SnapshotWriter:
+    """Queues the snapshot documents of the current run through the port, and shows each one to an
+    observer's `on_snapshot` (if any) after it was queued."""
+
+    def __init__(self, port: SinkPort, on_snapshot: Callable[[dict[str, Any]], Any] | None = None) -> None:
+        self.port = port
+        self.on_snapshot = on_snapshot
+        self.run_id: str | None = None
+        self.run_start: float | None = None
+
+    def begin_run(self, run_id: str, start: float) -> None:
+        self.run_id, self.run_start = run_id, start
+
+    def write(
+        self,
+        stats: RequestStats,
+        cursor: SnapshotCursor,
+        source: str,
+        node: str,
+        now: float,
+        user_count: int | None,
+        final: bool,
+        pause: Callable[[], bool] | None = None,
+    ) -> None:
+        """One snapshot of `stats` (see `snapshot_documents`)."""
+        run_id = self.run_id
+        assert run_id is not None
+        docs = snapshot_documents(
+            stats,
+            cursor,
+            run_id=run_id,
+            node=node,
+            source=source,
+            now=now,
+            run_start=self.run_start,
+            user_count=user_count,
+            final=final,
+            pause=pause,
+        )
+        for doc_id, doc in docs:
+            self.port.submit("stats", doc, run_id, doc_id=doc_id, op="create")
+            if self.on_snapshot is not None:
+                self.on_snapshot(doc)

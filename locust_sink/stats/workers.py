@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 from locust.stats import RequestStats, StatsEntry, StatsError
 
+from .events import EventLog
 from .snapshots import SnapshotCursor
 
 
@@ -78,19 +79,12 @@ class Worker:
     reports: int = 0
 
 
-class WorkerChange(NamedTuple):
-    """A worker joined or was lost: one `worker_joined` / `worker_lost` event."""
-
-    kind: str
-    node: str
-    message: str
-    details: dict[str, Any] | None = None
-
-
 class WorkerBook:
-    """The workers of the current run (in the order their first report arrived) and every worker seen."""
+    """The workers of the current run (in the order their first report arrived), and every worker seen:
+    joins and losses are `worker_joined` / `worker_lost` events."""
 
-    def __init__(self) -> None:
+    def __init__(self, events: EventLog) -> None:
+        self.events = events
         self.workers: dict[str, Worker] = {}
         self._states: dict[str, str] = {}  # worker id -> state last seen in runner.clients, for the whole process
 
@@ -129,28 +123,26 @@ class WorkerBook:
         """(worker, its sink's last status) for the workers that sent one, in report order."""
         return [(w.node, w.status) for w in self.workers.values() if w.status]
 
-    def connected(self, client_id: str) -> WorkerChange | None:
-        """Locust's `worker_connect`: a `worker_joined` change the first time this worker is seen."""
-        if client_id in self._states:
-            return None
-        self._states[client_id] = "ready"
-        return WorkerChange("worker_joined", client_id, f"worker {client_id} connected")
+    def connected(self, client_id: str) -> None:
+        """Locust's `worker_connect`: `worker_joined` the first time this worker is seen."""
+        if client_id not in self._states:
+            self._states[client_id] = "ready"
+            self.events.event("worker_joined", node=client_id, message=f"worker {client_id} connected")
 
-    def watch(self, clients: Mapping[str, Any] | None) -> list[WorkerChange]:
+    def watch(self, clients: Mapping[str, Any] | None) -> None:
         """Compare `runner.clients` with what was seen before: joined, back, missing (no heartbeats), left."""
         if clients is None:
-            return []
-        changes: list[WorkerChange] = []
+            return
+        event = self.events.event
         current = {cid: str(getattr(clients[cid], "state", "")) for cid in list(clients)}
         for cid, state in current.items():
             before = self._states.get(cid)
             if before is None or (before == "missing" and state != "missing"):
-                changes.append(WorkerChange("worker_joined", cid, f"worker {cid} connected", {"state": state}))
+                event("worker_joined", node=cid, message=f"worker {cid} connected", details={"state": state})
             elif state == "missing" and before != "missing":
-                changes.append(WorkerChange("worker_lost", cid, f"worker {cid} stopped sending heartbeats"))
+                event("worker_lost", node=cid, message=f"worker {cid} stopped sending heartbeats")
         for cid in list(self._states):
             if cid not in current:
-                changes.append(WorkerChange("worker_lost", cid, f"worker {cid} left", {"reason": "left"}))
+                event("worker_lost", node=cid, message=f"worker {cid} left", details={"reason": "left"})
                 del self._states[cid]
         self._states.update(current)
-        return changes
