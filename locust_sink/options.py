@@ -58,10 +58,11 @@ def sample_rate(value: Any) -> float:
 
 
 def es_urls(value: Any) -> str:
-    """`--es-url`: one or more comma-separated http(s)://host[:port] URLs; refused at start otherwise."""
+    """`--es-url`: one or more comma-separated http(s)://host[:port] URLs; refused at start otherwise. Empty
+    (e.g. `LOCUST_ES_URL=` in a worker's environment) means none: file mode."""
     urls = split_urls(value)
     if not urls:
-        raise argparse.ArgumentTypeError("expected one or more http(s)://host:port URLs, comma separated")
+        return ""
     for url in urls:
         problem = url_problem(url)
         if problem:

@@ -216,7 +216,8 @@ class LocustSink:
             self.recorder.finish(exit_code)
             spooled = delivery.spooled
             done = delivery.flush(budget)
-            smooth = done and delivery.spooled == spooled and delivery.state == "up"
+            # smooth: nothing new went to the spool (a replay during the flush may have emptied it)
+            smooth = done and delivery.spooled <= spooled and delivery.state == "up"
             self.recorder.closing_documents(smooth)
             remaining = max(0.0, budget - (time.monotonic() - started)) if smooth else 0.0
             done = delivery.close(remaining) and done

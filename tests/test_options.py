@@ -58,6 +58,7 @@ def test_locust_parser_gets_options_once_and_hides_secrets():
     )
     assert opts.es_url == "http://127.0.0.1:9200" and opts.run_tag == ["a=1", "b=2"]
     assert opts.es_verify_certs is False
+    assert not parser.parse_args(["--es-url", ""]).es_url  # empty: none (file mode), as an empty env var
     web = parser.args_included_in_web_ui
     assert "es_url" in web and "es_password" not in web and "es_api_key" not in web
 
