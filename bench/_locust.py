@@ -32,7 +32,8 @@ class LocustRun:
     wall_s: float = 0.0
     cpu_s: float = 0.0  # whole process (wait4 rusage)
     log: str = ""
-    samples: list[tuple[float, float, float]] = field(default_factory=list)  # (wall time, CPU s, RSS MiB)
+    # (wall time, Locust CPU s, Locust RSS MiB, CPU s of its child processes: the sink's encoder helper)
+    samples: list[tuple[float, float, float, float]] = field(default_factory=list)
     helper_pids: list[int] = field(default_factory=list)
     stats: list[dict[str, Any]] | None = None  # Locust's --json-file entries
     problems: list[str] = field(default_factory=list)
@@ -64,8 +65,15 @@ class LocustRun:
 
     def window_cpu_s(self) -> float:
         """Locust-process CPU over the load window (interpolated /proc samples)."""
+        return self._window_delta(1)
+
+    def window_helper_cpu_s(self) -> float:
+        """CPU of Locust's child processes (the sink's encoder helper) over the load window."""
+        return self._window_delta(3)
+
+    def _window_delta(self, column: int) -> float:
         start, end = self.window()
-        pts = [(t, c) for t, c, _ in self.samples]
+        pts = [(sample[0], sample[column]) for sample in self.samples]
         if not pts or end <= start:
             return 0.0
         return _interpolate(pts, end) - _interpolate(pts, start)
@@ -76,7 +84,7 @@ class LocustRun:
 
     def rss_mib(self) -> tuple[float, float]:
         """(first, peak) RSS of the Locust process over the run."""
-        rss = [r for _, _, r in self.samples if r]
+        rss = [sample[2] for sample in self.samples if sample[2]]
         return (rss[0], max(rss)) if rss else (float("nan"), float("nan"))
 
     def sink_line(self) -> tuple[int, str, float] | None:
@@ -134,7 +142,11 @@ def run(cmd: list[str], cwd: Path, cpus: _infra.CpuPlan, timeout_s: float, env: 
     while True:
         cpu = _infra.proc_cpu(proc.pid)
         if cpu is not None:
-            result.samples.append((time.time(), cpu, _infra.proc_rss_mib(proc.pid) or 0.0))
+            helpers = [_infra.proc_cpu(pid) for pid in result.helper_pids]
+            helper_cpu = sum(c for c in helpers if c is not None)
+            if result.samples and helper_cpu < result.samples[-1][3]:
+                helper_cpu = result.samples[-1][3]  # a helper that exited keeps its total
+            result.samples.append((time.time(), cpu, _infra.proc_rss_mib(proc.pid) or 0.0, helper_cpu))
         if time.monotonic() >= next_scan:  # the sink's encoder helper: off Locust's CPU when pinned
             next_scan = time.monotonic() + 0.5
             for pid in _infra.tree_pids(proc.pid)[1:]:

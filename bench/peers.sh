@@ -51,16 +51,20 @@ install_debs() {
 }
 
 install_venv() {
-  local name=$1 pkg=$2 dir version
+  local name=$1 pkg=$2 dir version stamp
   dir=$(venv_dir "$name")
   version=$(locust_version)
-  if [ -x "$dir/bin/python" ] && [ "$(cat "$dir/.installed" 2>/dev/null)" = "$version $pkg" ]; then
+  stamp="$version $pkg constrained"
+  if [ -x "$dir/bin/python" ] && [ "$(cat "$dir/.installed" 2>/dev/null)" = "$stamp" ]; then
     return 0
   fi
   echo "bench/peers.sh: virtualenv $dir (locust==$version $pkg)" >&2
   "$PYTHON" -m venv --clear "$dir"
-  "$dir/bin/pip" install -q --disable-pip-version-check "locust==$version" "$pkg"
-  echo "$version $pkg" >"$dir/.installed"
+  # the main environment's versions of everything both have (gevent, geventhttpclient, ...), so that the
+  # peers' Locust processes differ from the baseline's by the listener only
+  "$PYTHON" -m pip freeze --exclude-editable 2>/dev/null | grep -v -e ' @ ' -e '^-e ' >"$dir/constraints.txt"
+  "$dir/bin/pip" install -q --disable-pip-version-check -c "$dir/constraints.txt" "locust==$version" "$pkg"
+  echo "$stamp" >"$dir/.installed"
 }
 
 pg_dir() { echo "$RUN_BASE/$1/pg"; }
@@ -80,14 +84,18 @@ pg_start() {
     as_user postgres "$PG_BIN/pg_ctl" -D "$dir" -w -t 60 -l "$dir/server.log" \
       -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off" start >/dev/null
   fi
-  if ! as_user postgres psql -h 127.0.0.1 -p "$port" -U locust -d postgres -Atc \
-      "SELECT 1 FROM pg_database WHERE datname = 'locust'" | grep -q 1; then
-    as_user postgres psql -h 127.0.0.1 -p "$port" -U locust -d postgres -qc "CREATE DATABASE locust" >/dev/null
+  local psql=(psql -h 127.0.0.1 -p "$port" -U locust)
+  if ! as_user postgres "${psql[@]}" -d postgres -Atc "SELECT 1 FROM pg_database WHERE datname = 'locust'" | grep -q 1; then
+    as_user postgres "${psql[@]}" -d postgres -qc "CREATE DATABASE locust" >/dev/null
+  fi
+  if ! as_user postgres "${psql[@]}" -d locust -Atc "SELECT to_regclass('public.request')" | grep -q request; then
+    # the schema's objects are owned by `postgres`, as in the pg_dump it comes from
+    as_user postgres "${psql[@]}" -d postgres -Atc "SELECT 1 FROM pg_roles WHERE rolname = 'postgres'" | grep -q 1 \
+      || as_user postgres "${psql[@]}" -d postgres -qc "CREATE ROLE postgres" >/dev/null
     venv=$(venv_dir timescale)
     schema=$("$venv/bin/python" -c "import locust_plugins, os; print(os.path.join(os.path.dirname(locust_plugins.__file__), 'dashboards/locust-timescale/timescale_schema.sql'))")
     # the schema as locust-plugins ships it, without the timescaledb extension (Debian has none)
-    grep -v -i timescaledb "$schema" | as_user postgres psql -h 127.0.0.1 -p "$port" -U locust -d locust \
-      -q -v ON_ERROR_STOP=1 >/dev/null
+    grep -v -i timescaledb "$schema" | as_user postgres "${psql[@]}" -d locust -q -v ON_ERROR_STOP=1 >/dev/null
   fi
   echo "postgresql://locust@127.0.0.1:$port/locust"
 }
