@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from types import ModuleType
 
@@ -40,8 +41,13 @@ def _report(argv: list[str]) -> int:
     return int(module.main(argv) or 0)
 
 
+def _stop(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # SIGTERM unwinds like Ctrl-C: every server the run started is removed
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    signal.signal(signal.SIGTERM, _stop)
     if argv and argv[0] == "report":
         return _report(argv[1:])
     parser = argparse.ArgumentParser(prog="python3 -m bench", description=__doc__,

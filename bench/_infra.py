@@ -346,13 +346,13 @@ class PeerServers:
         return str(Path(cls.script("venv", peer)) / "bin" / "python")
 
     def start_pg(self) -> None:
+        self.pg_up = True  # set first: a start that fails half way is removed too
         self.script("pg-start", self.instance, str(self.pg_port), timeout=180)
-        self.pg_up = True
         log(f"PostgreSQL at 127.0.0.1:{self.pg_port}")
 
     def start_influx(self) -> None:
-        self.script("influx-start", self.instance, str(self.influx_port), timeout=180)
         self.influx_up = True
+        self.script("influx-start", self.instance, str(self.influx_port), timeout=180)
         log(f"InfluxDB at 127.0.0.1:{self.influx_port}")
 
     def pg_sql(self, sql: str) -> str:

@@ -83,9 +83,11 @@ class LocustRun:
         return self.window_cpu_s() / n * 1e6 if n else float("nan")
 
     def rss_mib(self) -> tuple[float, float]:
-        """(first, peak) RSS of the Locust process over the run."""
+        """(RSS when the load started, peak RSS) of the Locust process."""
+        start, _ = self.window()
         rss = [sample[2] for sample in self.samples if sample[2]]
-        return (rss[0], max(rss)) if rss else (float("nan"), float("nan"))
+        loaded = [sample[2] for sample in self.samples if sample[0] >= start and sample[2]]
+        return (loaded[0] if loaded else float("nan"), max(rss)) if rss else (float("nan"), float("nan"))
 
     def sink_line(self) -> tuple[int, str, float] | None:
         """(records the sink saw, its accounting summary, final flush seconds) from its closing log line."""

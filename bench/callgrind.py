@@ -196,11 +196,11 @@ def figures_of(reports: dict[str, dict[str, Any]], records: int) -> dict[str, An
     return figures
 
 
-def check(figures: dict[str, Any]) -> list[str]:
+def check(figures: dict[str, Any], baseline: Path = BASELINE_FILE) -> list[str]:
     """One line per guarded figure more than TOLERANCE over the committed baseline."""
-    if not BASELINE_FILE.exists():
-        return [f"callgrind check: {BASELINE_FILE.relative_to(_infra.REPO)} missing (run with --update-baseline)"]
-    committed = json.loads(BASELINE_FILE.read_text())["figures"]
+    if not baseline.exists():
+        return [f"callgrind check: {baseline} missing (run python3 -m bench callgrind --update-baseline)"]
+    committed = json.loads(baseline.read_text())["figures"]
     failed = []
     for key in CHECKED:
         if key not in figures:

@@ -1,0 +1,148 @@
+"""The benchmark suite's own logic (bench/): pairing, bootstrap, percentiles, RSS growth, the callgrind
+guard and the results table. Pure functions of plain data: milliseconds, no server."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+from locust.stats import calculate_response_time_percentile
+
+from bench import _infra, _stats, callgrind, table
+
+
+def window(index: int, on: bool, rate: float, cpu_us: float = 200) -> dict:
+    """A window as bench/locustfiles/toggle.py writes it: 2 s long, `rate` requests/s."""
+    n = int(rate * 2)
+    t0 = 3.0 * index
+    return {"index": index, "on": on, "t0": t0, "t1": t0 + 2, "cpu0": 0.0, "cpu1": n * cpu_us / 1e6, "n0": 0, "n1": n}
+
+
+def test_toggle_compares_adjacent_windows_only():
+    """Each adjacent pair (0-1, 2-3, ...) with one on and one off window gives one on/off ratio, so a drift
+    of the machine across the run does not enter the ratio; the bootstrap interval is seeded and brackets
+    the median."""
+    pattern = [True, False, False, True] * 2
+    assert tuple(pattern[:4]) == _stats.PATTERN
+    # the machine gets 1 % slower every window; the sink costs 2 %
+    windows = [window(i, on, 5000 * (1 - 0.01 * i) * (0.98 if on else 1.0)) for i, on in enumerate(pattern)]
+    summary = _stats.summarize_windows(windows)
+    ratios = _stats.pair_ratios(_stats.window_rates(windows))
+    assert len(ratios) == summary["pairs"] == 4
+    # each pair's windows are one step of drift apart: 0.98 * (1 -/+ 0.01 ...), never the whole drift
+    assert all(0.96 < r < 1.0 for r in ratios)
+    assert summary["ratio_median"] == pytest.approx(0.98, abs=0.002)
+    low, high = summary["ratio_ci95"]
+    assert low <= summary["ratio_median"] <= high
+    assert _stats.bootstrap_median(ratios) == _stats.bootstrap_median(ratios)  # seeded
+
+
+def test_median_of_pairs_resists_a_step_that_the_means_do_not():
+    """A step change of the machine (10 % slower from window 3 on) lands inside one pair: that pair's ratio
+    is off, the median of the pairs is not; the ratio of the whole-run means is."""
+    pattern = [True, False, False, True] * 2
+    windows = [window(i, on, 5000 * (0.9 if i >= 3 else 1.0) * (0.98 if on else 1.0)) for i, on in enumerate(pattern)]
+    summary = _stats.summarize_windows(windows)
+    assert summary["ratio_median"] == pytest.approx(0.98, abs=0.001)
+    assert summary["rps_on"] / summary["rps_off"] < 0.96
+
+
+def test_pairs_skip_windows_without_requests_and_unmatched_pairs():
+    windows = [
+        window(0, True, 5000),
+        window(1, False, 5000),
+        window(2, False, 0),
+        window(3, True, 4000),
+        window(4, True, 4000),
+        window(5, True, 4000),
+    ]
+    rates = _stats.window_rates(windows)
+    assert [r.index for r in rates] == [0, 1, 3, 4, 5]  # window 2 saw no requests
+    assert _stats.pair_ratios(rates) == [pytest.approx(1.0)]  # pair 1 lost its off window; pair 2 has no off
+    cpu = _stats.pair_ratios(
+        _stats.window_rates([window(0, True, 1000, 210), window(1, False, 1000, 200)]), "cpu_us_per_req"
+    )
+    assert cpu == [pytest.approx(1.05)]
+
+
+def test_bootstrap_interval_narrows_with_more_pairs_and_needs_two():
+    rng = random.Random(7)
+    few = [rng.gauss(0.97, 0.02) for _ in range(10)]
+    many = few + [rng.gauss(0.97, 0.02) for _ in range(290)]
+    lo_few, hi_few = _stats.bootstrap_median(few)
+    lo_many, hi_many = _stats.bootstrap_median(many)
+    assert hi_many - lo_many < hi_few - lo_few
+    assert lo_many < 0.97 < hi_many
+    low, high = _stats.bootstrap_median([1.0])
+    assert low != low and high != high  # nan: one pair says nothing about its spread
+
+
+def test_paired_round_ratios_pair_within_a_round():
+    values = [(1, "baseline", 100.0), (1, "sink", 97.0), (2, "baseline", 80.0), (2, "sink", 78.0), (3, "sink", 50.0)]
+    # round 2 is 20 % slower for both: the ratio does not see it; round 3 has no baseline and is left out
+    assert _stats.paired_round_ratios(values, "sink", "baseline") == [pytest.approx(0.97), pytest.approx(0.975)]
+
+
+@pytest.mark.parametrize("percent", [0.5, 0.9, 0.99, 0.999, 1.0])
+def test_percentile_is_locusts_own_rule(percent):
+    rng = random.Random(3)
+    histogram: dict[float, int] = {}
+    for _ in range(5000):
+        rt = round(rng.lognormvariate(3, 0.6))
+        histogram[rt] = histogram.get(rt, 0) + 1
+    ours = _stats.histogram_percentile({float(k): v for k, v in histogram.items()}, percent)
+    assert ours == calculate_response_time_percentile(histogram, sum(histogram.values()), percent)
+
+
+def test_rss_growth_per_million():
+    flat = [(n * 10_000, 80.0 + (n % 3) * 0.1) for n in range(100)]
+    assert abs(_stats.growth_per_million(flat)) < 0.5
+    # 12 MiB more per 100,000 requests after a start-up jump that the first 20 % of samples hold
+    growing = [(n * 10_000, (40.0 if n < 10 else 60.0) + 0.0012 * n * 10_000 / 10) for n in range(100)]
+    assert _stats.growth_per_million(growing) == pytest.approx(120.0, rel=0.01)
+    assert _stats.growth_per_million([(1, 1.0)]) != _stats.growth_per_million([(1, 1.0)])  # nan
+
+
+def test_callgrind_figures_subtract_the_baseline_and_check_guards_ten_percent(tmp_path: Path):
+    reports = {
+        "baseline": {"hot": 46_000_000, "delivery": 2_000},
+        "sink-file": {"hot": 55_000_000, "delivery": 16_000_000},
+    }
+    figures = callgrind.figures_of(reports, 1000)
+    assert figures["baseline.hot_path"]["value"] == 46_000
+    assert figures["sink-file.hot_path"]["value"] == 9_000
+    assert figures["sink-file.delivery"]["value"] == 16_000
+    assert figures["sink-file.total"]["value"] == 25_000
+    committed = tmp_path / "callgrind.json"
+    committed.write_text(json.dumps({"figures": {"sink-file.hot_path": 8_300, "sink-file.total": 23_000}}))
+    assert callgrind.check(figures, committed) == []  # +8.4 % and +8.7 %: within the 10 %
+    committed.write_text(json.dumps({"figures": {"sink-file.hot_path": 8_000, "sink-file.total": 23_000}}))
+    failed = callgrind.check(figures, committed)
+    assert len(failed) == 1 and "sink-file.hot_path" in failed[0] and "+12.5 %" in failed[0]
+    assert "missing" in callgrind.check(figures, tmp_path / "none.json")[0]
+
+
+def test_callgrind_reads_its_dumps_in_order(tmp_path: Path):
+    for n, total in ((3, 30), (1, 10), (2, 20), (10, 100)):
+        (tmp_path / f"cg.out.{n}").write_text(f"version: 1\nsummary: {total}\ntotals: {total}\n")
+    (tmp_path / "cg.out").write_text("summary: 999\n")  # the final dump at exit is not a phase
+    assert callgrind.parse_dumps(tmp_path) == [10, 20, 30, 100]
+
+
+def test_committed_callgrind_baseline_covers_the_checked_figures():
+    committed = json.loads(callgrind.BASELINE_FILE.read_text())
+    assert set(callgrind.CHECKED) <= set(committed["figures"])
+    assert all(isinstance(committed["figures"][k], int) and committed["figures"][k] > 0 for k in callgrind.CHECKED)
+
+
+def test_table_renders_the_newest_line_with_its_interval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(_infra, "RESULTS", tmp_path)
+    old = {"figures": {"file.ratio": _infra.figure(0.9, "req/s on / off", [0.8, 1.0], "r")}}
+    new = {"figures": {"file.ratio": _infra.figure(0.972, "req/s on / off", [0.964, 0.977], "bootstrap")}}
+    common = {"time": "2026-12-03T08:00:00Z", "commit": "abcdef123", "dirty": False, "machine": {"loadavg": [0.3]}}
+    (tmp_path / "overhead.jsonl").write_text("".join(json.dumps({**common, **x}) + "\n" for x in (old, new)))
+    rendered = table.render()
+    assert "**0.972** [0.964, 0.977]" in rendered and "0.9**" not in rendered
+    assert "abcdef1" in rendered and "load 0.3" in rendered
