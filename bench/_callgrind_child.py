@@ -4,7 +4,8 @@ under `valgrind --tool=callgrind --instr-atstart=no --dump-before=getsid`.
     python3 -m bench._callgrind_child VARIANT RECORDS [--es-url URL] [--pg-port P] [--influx-port P] [--run-id ID]
 
 VARIANT: `baseline` (Locust's own stats listener only), `sink-file`, `sink-es` (locust_sink; in-process
-encoding, so all of the sink's work is counted in this process), `timescale` (locust-plugins 5.0.3) or
+encoding, so all of the sink's work is counted in this process), `sink-file-helper` (the default encoder
+helper process: only Locust's side is counted), `timescale` (locust-plugins 5.0.3) or
 `influx` (locust-influxdb-listener 1.0.2); the peers run in their own virtualenvs.
 
 After setup and a warm-up (uninstrumented: imports and start-up cost nothing here), the program switches
@@ -73,13 +74,13 @@ def fire(env: Environment, start: int, n: int) -> None:
 
 def setup(args: argparse.Namespace, env: Environment, work: str) -> tuple[Callable[[], None], Callable[[], int]]:
     """Attach the variant's listener; returns (deliver everything, records delivered by its own count)."""
-    if args.variant in ("sink-file", "sink-es"):
+    if args.variant.startswith("sink-"):
         from bench import _sink
 
         options: dict[str, Any] = {
             "sink_dir": work,
             "run_id": args.run_id,
-            "sink_encoder": "inline",
+            "sink_encoder": "process" if args.variant == "sink-file-helper" else "inline",
             "sink_stats_interval": 3600,
             "sink_flush_interval": 3600,
         }

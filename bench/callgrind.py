@@ -13,8 +13,9 @@ bench/peers.sh, with their stores on 127.0.0.1). Per variant:
     delivery   instructions per record of the listener's own delivery (the sink's flush; the peers'
                final flush), counted in Locust's process
 
-The sink encodes in-process here (`--sink-encoder inline`): all of its work is in the counted process
-(with the default helper process, encoding runs in another process, off Locust's CPU).
+`sink-file` and `sink-es` encode in-process (`--sink-encoder inline`): all of the sink's work is in the
+counted process. `sink-file-helper` uses the default encoder helper process, which valgrind does not
+follow: what Locust's own process pays with the defaults.
 
 `--check` measures baseline and sink-file only (~30 s) and exits 1 with one line when the sink's hot
 path or its hot path + delivery per record is more than 10 % over bench/baseline/callgrind.json;
@@ -38,7 +39,7 @@ from bench import _infra
 
 NAME = "callgrind"
 HELP = "valgrind instruction counts per record: the sink's hot path and delivery, and each peer's listener"
-VARIANTS = ("baseline", "sink-file", "sink-es", "timescale", "influx")
+VARIANTS = ("baseline", "sink-file", "sink-es", "sink-file-helper", "timescale", "influx")
 BASELINE_FILE = _infra.HERE / "baseline" / "callgrind.json"
 TOLERANCE = 0.10
 WARMUP = 300  # events fired and delivered before the counting starts (first calls, connections)

@@ -33,6 +33,7 @@ VERDICT: list[tuple[str, str, str]] = [
     ("callgrind", "sink-file.hot_path", "instructions per record, sink hot path"),
     ("callgrind", "sink-file.delivery", "instructions per record, sink flush to NDJSON (inline encoding)"),
     ("callgrind", "sink-es.delivery", "instructions per record, sink flush to Elasticsearch (client, inline)"),
+    ("callgrind", "sink-file-helper.delivery", "instructions per record, sink flush to NDJSON, Locust's side (helper)"),
     ("callgrind", "timescale.hot_path", "instructions per record, Timescale listener (locust-plugins) hot path"),
     ("callgrind", "timescale.delivery", "instructions per record, Timescale listener delivery"),
     ("callgrind", "influx.hot_path", "instructions per record, locust-influxdb-listener hot path"),
