@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, path in SUBCOMMANDS.items():
         module = importlib.import_module(path)
         modules[name] = module
-        p = sub.add_parser(name, help=module.HELP, description=module.__doc__,
+        p = sub.add_parser(name, help=module.HELP.replace("%", "%%"), description=module.__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
         module.add_arguments(p)
     sub.add_parser("report", help="the scale report (bench/report_scale.py main(argv)), when present")

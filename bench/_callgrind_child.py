@@ -164,7 +164,7 @@ def main() -> int:
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    os._exit(0)  # interpreter teardown is not a phase: leave at once (the sink's files are flushed and closed)
+    os._exit(0)  # interpreter teardown and exit hooks are not a phase: the counts are taken, leave at once
 
 
 if __name__ == "__main__":
