@@ -79,26 +79,27 @@ def cell(f: dict[str, Any]) -> str:
     return text
 
 
-def newest() -> dict[str, dict[str, Any]]:
-    out = {}
-    for name in ("overhead", "hotpath", "callgrind", "profile", "drain", "peers"):
-        lines = _infra.read_results(name)
-        if lines:
-            out[name] = lines[-1]
-    return out
+def newest(name: str, key: str) -> dict[str, Any] | None:
+    """The newest results line of a subcommand that has this figure (a `callgrind --check` line has only
+    the sink's figures, a `peers --phases latency` line no throughput figures)."""
+    for line in reversed(_infra.read_results(name)):
+        if key in line["figures"]:
+            return line
+    return None
 
 
 def render(show_all: bool = False) -> str:
-    lines = newest()
     rows = ["| what | figure [interval] | unit, resolution | measured |", "| --- | --- | --- | --- |"]
     selection = VERDICT
     if show_all:
-        selection = [(name, key, key) for name, line in lines.items() for key in sorted(line["figures"])]
+        names = ("overhead", "hotpath", "callgrind", "profile", "drain", "peers")
+        keys = {(name, key) for name in names for line in _infra.read_results(name) for key in line["figures"]}
+        selection = [(name, key, key) for name, key in sorted(keys)]
     for name, key, label in selection:
-        line = lines.get(name)
-        f = line["figures"].get(key) if line else None
-        if f is None:
+        line = newest(name, key)
+        if line is None:
             continue
+        f = line["figures"][key]
         commit = line["commit"][:7] + ("+" if line["dirty"] else "")
         when = f"`{name}` {line['time'][:10]} {commit}, load {line['machine']['loadavg'][0]}"
         rows.append(f"| {label} | {cell(f)} | {f['unit']}; {f['resolution']} | {when} |")

@@ -142,7 +142,10 @@ def test_table_renders_the_newest_line_with_its_interval(tmp_path: Path, monkeyp
     old = {"figures": {"file.ratio": _infra.figure(0.9, "req/s on / off", [0.8, 1.0], "r")}}
     new = {"figures": {"file.ratio": _infra.figure(0.972, "req/s on / off", [0.964, 0.977], "bootstrap")}}
     common = {"time": "2026-12-03T08:00:00Z", "commit": "abcdef123", "dirty": False, "machine": {"loadavg": [0.3]}}
-    (tmp_path / "overhead.jsonl").write_text("".join(json.dumps({**common, **x}) + "\n" for x in (old, new)))
+    other = {"figures": {"es.ratio": _infra.figure(0.95, "req/s on / off", [0.94, 0.96], "bootstrap")}}
+    lines = (old, new, other)  # the newest line has no file.ratio: the newest line that has it counts
+    (tmp_path / "overhead.jsonl").write_text("".join(json.dumps({**common, **x}) + "\n" for x in lines))
     rendered = table.render()
     assert "**0.972** [0.964, 0.977]" in rendered and "0.9**" not in rendered
+    assert "**0.95** [0.94, 0.96]" in rendered
     assert "abcdef1" in rendered and "load 0.3" in rendered
