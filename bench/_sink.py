@@ -78,7 +78,3 @@ def accounting(sink: Any) -> dict[str, int]:
 
 def summary(sink: Any) -> str:
     return str(sink.buffer.accounting.summary())
-
-
-def queued(sink: Any) -> int:
-    return len(sink.buffer)

@@ -163,10 +163,13 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     if args.update_baseline and not problems:
         BASELINE_FILE.parent.mkdir(parents=True, exist_ok=True)
         kept = {k: figures[k]["value"] for k in CHECKED if k in figures}
-        BASELINE_FILE.write_text(
-            json.dumps({"records": args.records, "commit": _infra.git("rev-parse", "HEAD"), "figures": kept}, indent=2)
-            + "\n"
-        )
+        baseline = {
+            "records": args.records,
+            "commit": _infra.git("rev-parse", "HEAD"),
+            "software": software(),
+            "figures": kept,
+        }
+        BASELINE_FILE.write_text(json.dumps(baseline, indent=2) + "\n")
         _infra.log(f"wrote {BASELINE_FILE.relative_to(_infra.REPO)}")
     details = {"records": args.records, "seconds": round(time.monotonic() - started, 1), "reports": reports}
     _infra.append_result(NAME, argv, figures, problems + failed, details)
@@ -199,11 +202,24 @@ def figures_of(reports: dict[str, dict[str, Any]], records: int) -> dict[str, An
     return figures
 
 
+def software() -> dict[str, str]:
+    """What the counts depend on besides the sink's code: the interpreter and the libraries on the path."""
+    code = (
+        "import platform, locust, gevent, orjson; "
+        "print(platform.python_version(), locust.__version__, gevent.__version__, orjson.__version__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout.split()
+    return dict(zip(("python", "locust", "gevent", "orjson"), out, strict=False))
+
+
 def check(figures: dict[str, Any], baseline: Path = BASELINE_FILE) -> list[str]:
     """One line per guarded figure more than TOLERANCE over the committed baseline."""
     if not baseline.exists():
         return [f"callgrind check: {baseline} missing (run python3 -m bench callgrind --update-baseline)"]
-    committed = json.loads(baseline.read_text())["figures"]
+    data = json.loads(baseline.read_text())
+    committed = data["figures"]
+    if "software" in data and data["software"] != (mine := software()):
+        _infra.log(f"callgrind check: the baseline was counted with {data['software']}, this is {mine}")
     failed = []
     for key in CHECKED:
         if key not in figures:

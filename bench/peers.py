@@ -16,8 +16,9 @@ constraints; their stores run on 127.0.0.1 as non-root users. Three phases, one 
                 and its ratio to the baseline of the same round (median, 95 % bootstrap interval over
                 rounds), Locust-process CPU µs per request over the load window (and the sink's helper
                 process's, which runs on the other CPU), records stored vs requests made
-    latency     the same against httpbin's /delay/0.02 (a fixed 20 ms): p50/p99 as Locust records them,
-                with and without each listener (Locust is not CPU-bound here: distortion, not capacity)
+    latency     the same against httpbin's /delay/0.02 (a fixed 20 ms) with --latency-users users: p50/p99
+                as Locust records them, with and without each listener (neither Locust nor httpbin is
+                CPU-bound here: this is the listener's distortion of the timing, not capacity)
     rss         one run per variant until Locust has made --rss-requests requests: RSS at the start, its
                 peak, and its growth per million requests (least squares over the run after the first 20 %)
 
@@ -50,7 +51,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--phases", default=",".join(PHASES), help="comma separated, of " + ", ".join(PHASES))
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the throughput and latency phases")
     p.add_argument("--duration", type=int, default=20, help="seconds of load per throughput/latency run")
-    p.add_argument("--users", type=int, default=20)
+    p.add_argument("--users", type=int, default=20, help="users of the throughput and rss runs")
+    p.add_argument(
+        "--latency-users",
+        type=int,
+        default=5,
+        help="users of the latency runs (few: httpbin must not be the bottleneck)",
+    )
     p.add_argument("--rss-requests", type=int, default=1_000_000, help="requests of each rss run")
     p.add_argument("--shared", action="store_true", help="no CPU pinning")
     p.add_argument("--es-url", help="a running Elasticsearch on 127.0.0.1 instead of starting one")
@@ -135,7 +142,8 @@ class Harness:
             env_extra.update(
                 LOCUST_BENCH_INFLUX_PORT=str(self.peers.influx_port), LOCUST_BENCH_INFLUX_DB=run_id.replace("-", "_")
             )
-        cmd = _locust.locust_cmd(python, _locust.LOCUSTFILES / locustfile, host, self.args.users, duration, *extra)
+        users = self.args.latency_users if phase == "latency" else self.args.users
+        cmd = _locust.locust_cmd(python, _locust.LOCUSTFILES / locustfile, host, users, duration, *extra)
         result = _locust.run(cmd, out, self.cpus, duration + 300, _infra.child_env(**env_extra))
         row: dict[str, Any] = {"variant": variant, "phase": phase, "label": label, "problems": list(result.problems)}
         made = result.requests
@@ -319,6 +327,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         "rounds": args.rounds,
         "duration_s": args.duration,
         "users": args.users,
+        "latency_users": args.latency_users,
         "phases": phases,
         "runs": rows,
     }
