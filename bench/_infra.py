@@ -247,7 +247,7 @@ class HttpBin:
     def start(self) -> HttpBin:
         gunicorn = self.venv / "bin" / "gunicorn"
         if not gunicorn.exists():
-            raise SystemExit(f"{gunicorn} not found: run scripts/bootstrap.sh or set LOCUST_SINK_SUT_VENV")
+            raise SystemExit(f"{gunicorn} not found: run `bash scripts/bootstrap.sh` or set LOCUST_SINK_SUT_VENV")
         cmd = [
             str(gunicorn), "--pythonpath", str(REPO / "scripts"), "-b", f"127.0.0.1:{self.port}", "-w", "1",
             "-k", "gevent", "--worker-connections", "1000", "--log-level", "warning", "sut_app:app",

@@ -103,7 +103,7 @@ def measure(variant: str, records: int, python: str, extra: list[str]) -> dict[s
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
-        raise SystemExit("valgrind not found: run bench/peers.sh install (or apt-get install valgrind)")
+        raise SystemExit("valgrind not found: run `bash bench/peers.sh install` (or `apt-get install valgrind`)")
     variants = ["baseline", "sink-file"] if args.check else [v for v in args.variants.split(",") if v]
     if set(variants) - set(VARIANTS):
         raise SystemExit(f"unknown variant in {args.variants!r}")
@@ -215,7 +215,7 @@ def software() -> dict[str, str]:
 def check(figures: dict[str, Any], baseline: Path = BASELINE_FILE) -> list[str]:
     """One line per guarded figure more than TOLERANCE over the committed baseline."""
     if not baseline.exists():
-        return [f"callgrind check: {baseline} missing (run python3 -m bench callgrind --update-baseline)"]
+        return [f"callgrind check: {baseline} missing (run `python3 -m bench callgrind --update-baseline`)"]
     data = json.loads(baseline.read_text())
     committed = data["figures"]
     if "software" in data and data["software"] != (mine := software()):

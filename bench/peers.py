@@ -109,8 +109,8 @@ class Harness:
         else:
             shutil.rmtree(self.work, ignore_errors=True)
 
-    def run(self, variant: str, phase: str, label: str, duration: float, max_requests: int = 0) -> dict[str, Any]:
-        run_id = f"peers-{self.stamp}-{label}-{variant}"
+    def run(self, variant: str, phase: str, rnd: int, duration: float, max_requests: int = 0) -> dict[str, Any]:
+        run_id = f"peers-{self.stamp}-{phase}{rnd}-{variant}"
         out = self.work / run_id
         host, env_extra = self.nginx.url, {}
         if phase == "latency":
@@ -145,7 +145,7 @@ class Harness:
         users = self.args.latency_users if phase == "latency" else self.args.users
         cmd = _locust.locust_cmd(python, _locust.LOCUSTFILES / locustfile, host, users, duration, *extra)
         result = _locust.run(cmd, out, self.cpus, duration + 300, _infra.child_env(**env_extra))
-        row: dict[str, Any] = {"variant": variant, "phase": phase, "label": label, "problems": list(result.problems)}
+        row: dict[str, Any] = {"variant": variant, "phase": phase, "round": rnd, "problems": list(result.problems)}
         made = result.requests
         row.update(
             requests=made,
@@ -199,7 +199,7 @@ class Harness:
 def summarize(rows: list[dict[str, Any]], variants: list[str]) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     rounds = [r for r in rows if r["phase"] == "throughput" and r["requests"]]
-    values = [(int(r["label"].split("-")[1]), r["variant"], r["rps"]) for r in rounds]
+    values = [(r["round"], r["variant"], r["rps"]) for r in rounds]
     for variant in variants:
         mine = [r for r in rounds if r["variant"] == variant]
         if mine:
@@ -310,18 +310,18 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                 shift = (n - 1) % len(variants)
                 for variant in variants[shift:] + variants[:shift]:
                     _infra.log(f"{phase} round {n}/{args.rounds}: {variant} for {args.duration} s")
-                    rows.append(harness.run(variant, phase, f"{phase[0]}{n}-{n}", args.duration))
+                    rows.append(harness.run(variant, phase, n, args.duration))
                     _log(rows[-1])
         if "rss" in phases:
             for variant in variants:
                 _infra.log(f"rss: {variant} until {args.rss_requests} requests")
-                rows.append(harness.run(variant, "rss", "rss-0", 3600, max_requests=args.rss_requests))
+                rows.append(harness.run(variant, "rss", 0, 3600, max_requests=args.rss_requests))
                 _log(rows[-1])
     finally:
         harness.stop()
     figures = summarize(rows, variants)
     print(table(figures, variants))
-    problems = [f"{r['phase']} {r['label']} {r['variant']}: {p}" for r in rows for p in r["problems"]]
+    problems = [f"{r['phase']} round {r['round']} {r['variant']}: {p}" for r in rows for p in r["problems"]]
     details = {
         "cpus": harness.cpus.describe(),
         "rounds": args.rounds,

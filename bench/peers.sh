@@ -72,7 +72,7 @@ pg_dir() { echo "$RUN_BASE/$1/pg"; }
 pg_start() {
   local name=$1 port=$2 dir schema venv
   dir=$(pg_dir "$name")
-  [ -x "$PG_BIN/initdb" ] || die "PostgreSQL not installed (run: $0 install)"
+  [ -x "$PG_BIN/initdb" ] || die "PostgreSQL not installed (run: bash $0 install)"
   mkdir -p "$RUN_BASE/$name"
   chmod 755 "$RUN_BASE" "$RUN_BASE/$name"
   if [ ! -f "$dir/PG_VERSION" ]; then
@@ -110,7 +110,7 @@ pg_stop() {
 influx_start() {
   local name=$1 port=$2 dir
   dir="$RUN_BASE/$name/influx"
-  command -v influxd >/dev/null 2>&1 || die "InfluxDB not installed (run: $0 install)"
+  command -v influxd >/dev/null 2>&1 || die "InfluxDB not installed (run: bash $0 install)"
   mkdir -p "$dir"
   chmod 755 "$RUN_BASE" "$RUN_BASE/$name"
   cat >"$dir/influxdb.conf" <<EOF

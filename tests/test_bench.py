@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from locust.stats import calculate_response_time_percentile
 
-from bench import _infra, _stats, callgrind, table
+from bench import _infra, _stats, callgrind, peers, table
 
 
 def window(index: int, on: bool, rate: float, cpu_us: float = 200) -> dict:
@@ -149,3 +149,50 @@ def test_table_renders_the_newest_line_with_its_interval(tmp_path: Path, monkeyp
     assert "**0.972** [0.964, 0.977]" in rendered and "0.9**" not in rendered
     assert "**0.95** [0.94, 0.96]" in rendered
     assert "abcdef1" in rendered and "load 0.3" in rendered
+
+
+def test_peers_summary_pairs_rounds_and_counts_losses():
+    def row(variant: str, phase: str, rnd: int, rps: float, stored: int | None, made: int = 1000, **kw) -> dict:
+        base = {
+            "variant": variant,
+            "phase": phase,
+            "round": rnd,
+            "requests": made,
+            "rps": rps,
+            "cpu_us": 200.0,
+            "helper_cpu_us": 5.0,
+            "p50_ms": 21.0,
+            "p99_ms": 30.0,
+            "stored": stored,
+            "problems": [],
+        }
+        return {**base, **kw}
+
+    rows = [
+        row("baseline", "throughput", 1, 4000, None),
+        row("timescale", "throughput", 1, 3200, 990),
+        row("baseline", "throughput", 2, 3000, None),
+        row("timescale", "throughput", 2, 2500, 1000),
+        row("timescale", "latency", 1, 200, 400, made=400, p99_ms=45.0),
+        row(
+            "timescale",
+            "rss",
+            0,
+            3000,
+            5000,
+            made=5000,
+            rss_start_mib=60.0,
+            rss_peak_mib=90.0,
+            rss_growth_mib_per_million=25.0,
+            rss_points=10,
+        ),
+    ]
+    figures = peers.summarize(rows, ["baseline", "timescale"])
+    # each round against its own baseline: 0.8 and 0.833, not 5700 / 7000
+    assert figures["timescale.rps_ratio"]["value"] == pytest.approx(0.817, abs=0.001)
+    assert figures["timescale.throughput.stored_share"]["value"] == pytest.approx(0.995)
+    assert figures["timescale.throughput.stored_share"]["stored"] == 1990
+    assert figures["timescale.delay20.p99_ms"]["value"] == 45.0
+    assert figures["timescale.rss.growth_mib_per_million"]["value"] == 25.0
+    rendered = peers.table(figures, ["baseline", "timescale"])
+    assert "| timescale | 0.817 [" in rendered and "7390 / 7400" in rendered and "60 -> 90 (+25.0)" in rendered
