@@ -80,13 +80,15 @@ def sink_round(es_url: str, records: int, batch_size: int, encoder: str, n: int,
     )
     try:
         _sink.wait_connected(sink)
+        _sink.feed(sink, events(batch_size))  # one batch first: the encoder helper starts, the connection warms
+        _sink.flush(sink, 120)
         _sink.make_room(sink, records)
         _sink.feed(sink, events(records))
         started = time.perf_counter()
         done = _sink.flush(sink, 600)
         took = time.perf_counter() - started
         indexed = _sink.accounting(sink)["indexed"]
-        if not done or indexed != records:
+        if not done or indexed != records + batch_size:
             raise SystemExit(f"sink round {n}: {_sink.summary(sink)}")
     finally:
         sink.close(timeout=60)
