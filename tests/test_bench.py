@@ -4,13 +4,19 @@ guard and the results table. Pure functions of plain data: milliseconds, no serv
 from __future__ import annotations
 
 import json
+import os
 import random
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from locust.stats import calculate_response_time_percentile
 
 from bench import _infra, _stats, callgrind, peers, table
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def window(index: int, on: bool, rate: float, cpu_us: float = 200) -> dict:
@@ -196,3 +202,54 @@ def test_peers_summary_pairs_rounds_and_counts_losses():
     assert figures["timescale.rss.growth_mib_per_million"]["value"] == 25.0
     rendered = peers.table(figures, ["baseline", "timescale"])
     assert "| timescale | 0.817 [" in rendered and "7390 / 7400" in rendered and "60 -> 90 (+25.0)" in rendered
+
+
+def _bench(tmp_path: Path, *args: str, timeout: float = 120) -> tuple[subprocess.CompletedProcess, dict]:
+    """`python3 -m bench ARGS` as a user runs it, with its results file in tmp_path; its one new line."""
+    env = dict(os.environ, LOCUST_BENCH_RESULTS=str(tmp_path), PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    lines = (tmp_path / f"{args[0]}.jsonl").read_text().splitlines() if (tmp_path / f"{args[0]}.jsonl").exists() else []
+    assert len(lines) == 1, done.stderr[-2000:]
+    return done, json.loads(lines[0])
+
+
+def test_hotpath_end_to_end_through_the_sink_adapter(tmp_path: Path):
+    """The real sink through bench/_sink.py: records fed, flushed to NDJSON, every one delivered, one
+    results line with commit, machine, command and figures with their intervals."""
+    done, line = _bench(tmp_path, "hotpath", "--modes", "file", "--records", "2000", "--repeat", "1")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert line["ok"] and line["command"] == "python3 -m bench hotpath --modes file --records 2000 --repeat 1"
+    assert len(line["commit"]) == 40 and line["machine"]["vcpus"] and line["machine"]["locust"]
+    assert line["details"]["runs"]["file"][0]["delivered"] == 2000
+    hot = line["figures"]["file.hot_path_us"]
+    assert hot["value"] > 0 and hot["interval"][0] <= hot["value"] <= hot["interval"][1] and hot["resolution"]
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="needs nginx (scripts/bootstrap.sh installs it)")
+def test_overhead_toggles_the_sinks_real_listener_and_checks_delivery(tmp_path: Path):
+    """One short toggled Locust run against the bench's nginx: windows with the sink's listener on and off
+    alternate, and the delivery check finds every record the sink saw in its NDJSON files."""
+    done, line = _bench(
+        tmp_path,
+        "overhead",
+        "--modes",
+        "file",
+        "--runs",
+        "1",
+        "--duration",
+        "7",
+        "--window",
+        "1",
+        "--guard",
+        "0.2",
+        "--users",
+        "4",
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    run = line["details"]["runs"][0]
+    assert run["windows_on"] >= 1 and run["windows_off"] >= 1 and run["pairs"] >= 1
+    assert run["emitted"] > 0 and run["delivered"] == run["emitted"] and "balanced" in run["sink_summary"]
+    assert line["figures"]["file.ratio"]["pairs"] == run["pairs"]
