@@ -90,7 +90,7 @@ def setup(args: argparse.Namespace, env: Environment, work: str) -> tuple[Callab
         _sink.wait_connected(sink)
         _sink.make_room(sink, args.records + args.warmup)
         field = "indexed" if args.variant == "sink-es" else "written"
-        return (lambda: _sink.flush(sink, 600) or None), (lambda: _sink.accounting(sink)[field] - args.warmup)
+        return (lambda: _sink.deliver(sink, 600) or None), (lambda: _sink.accounting(sink)[field] - args.warmup)
     if args.variant == "timescale":
         from locust.argument_parser import parse_options
         from locust_plugins.listeners.timescale import Timescale

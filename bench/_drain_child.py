@@ -57,7 +57,7 @@ def request_pairs(records: int, batch_size: int, work: Path) -> list[bytes]:
     )
     _sink.make_room(sink, records)
     _sink.feed(sink, events(records))
-    _sink.flush(sink, 300)
+    _sink.deliver(sink, 300)
     sink.close(timeout=30)
     pairs: list[bytes] = []
     for path in sorted((sink_dir / run_id("file", 0)).glob("*.ndjson")):
@@ -81,11 +81,11 @@ def sink_round(es_url: str, records: int, batch_size: int, encoder: str, n: int,
     try:
         _sink.wait_connected(sink)
         _sink.feed(sink, events(batch_size))  # one batch first: the encoder helper starts, the connection warms
-        _sink.flush(sink, 120)
+        _sink.deliver(sink, 120)
         _sink.make_room(sink, records)
         _sink.feed(sink, events(records))
         started = time.perf_counter()
-        done = _sink.flush(sink, 600)
+        done = _sink.deliver(sink, 600, poll=0.002)  # a fine poll: this one is timed by the clock
         took = time.perf_counter() - started
         indexed = _sink.accounting(sink)["indexed"]
         if not done or indexed != records + batch_size:

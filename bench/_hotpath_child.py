@@ -43,7 +43,7 @@ def measure(records: int, es_url: str | None, prefix: str, encoder: str) -> dict
         _sink.feed(sink, events(records))
         hot = time.process_time() - start
         start = time.process_time()
-        done = _sink.flush(sink, 300)
+        done = _sink.deliver(sink, 300)
         flush = time.process_time() - start
         acc = _sink.accounting(sink)
         delivered = acc["indexed"] if es_url else acc["written"]

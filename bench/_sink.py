@@ -1,8 +1,8 @@
 """The ONE place where bench code touches the sink's internals.
 
-The delivery engine is being restructured (flusher, buffer, plugin): when a name changes there, this file
-is the only one in bench/ to adapt. Everything else in bench/ goes through these functions or through the
-sink's public API (`locust_sink.attach`, `sink.close`, `sink.run_id`).
+When a name changes in the sink (plugin.LocustSink, buffer.RecordBuffer, delivery.engine.Delivery), this
+file is the only one in bench/ to adapt. Everything else in bench/ goes through these functions or through
+the sink's public API (`locust_sink.attach`, `sink.close`, `sink.run_id`).
 
 Import it only in a process that runs Locust or the sink (after gevent's monkey-patching).
 """
@@ -17,7 +17,7 @@ import gevent
 
 import locust_sink
 
-CONNECTED_STATES = ("up", "file")  # the flusher's states once it can deliver (ES probed and set up, or files)
+CONNECTED = "up"  # the delivery's state once it can deliver (files, or the cluster probed and set up)
 
 
 def attach(environment: Any, **options: Any) -> Any:
@@ -34,24 +34,25 @@ def of(environment: Any) -> Any:
 
 def request_listener(sink: Any) -> Callable[..., None]:
     """The sink's real `request` listener (what toggling adds and removes)."""
-    return sink.on_request
+    return sink.buffer.on_request
 
 
 def wait_connected(sink: Any, timeout: float = 60.0) -> None:
-    """Block (yielding) until the flusher can deliver: connecting and installing templates is not part of
-    any per-record price the bench measures. Flushes nothing: the queue is empty here."""
+    """Block (yielding) until the delivery can deliver: connecting and installing templates is not part of
+    any per-record price the bench measures. Delivers nothing: the queue is empty here."""
     deadline = time.monotonic() + timeout
-    flusher = sink.flusher
-    while flusher is not None and flusher.state not in CONNECTED_STATES:
-        flusher.wake()  # its first cycle connects; with a long --sink-flush-interval it would wait for it
+    delivery = sink.delivery
+    while delivery is not None and delivery.state != CONNECTED:
+        delivery.request_drain()  # its next cycle connects; with a long --sink-flush-interval it would wait
         if time.monotonic() > deadline:
-            raise RuntimeError(f"the sink did not connect within {timeout:.0f} s (state {flusher.state})")
+            raise RuntimeError(f"the sink did not connect within {timeout:.0f} s (state {delivery.state})")
         gevent.sleep(0.05)
 
 
 def make_room(sink: Any, records: int) -> None:
-    """Let the in-memory queue hold `records` without overflowing into the spool (a bench pre-fills it)."""
-    sink.buffer.maxsize = max(sink.buffer.maxsize, records + 1)
+    """Let the in-memory queue hold `records` without overflowing (a bench pre-fills it)."""
+    buffer = sink.buffer
+    buffer.resize(max(buffer.maxsize, records + 1), buffer.batch_size)
 
 
 def feed(sink: Any, events: Iterable[dict[str, Any]]) -> int:
@@ -64,15 +65,24 @@ def feed(sink: Any, events: Iterable[dict[str, Any]]) -> int:
     return n
 
 
-def flush(sink: Any, timeout: float = 120.0) -> bool:
-    """Deliver everything queued (the flusher's own drain, in this greenlet's time); True when nothing is left."""
-    if sink.flusher is None:
+def deliver(sink: Any, timeout: float = 120.0, poll: float = 0.02) -> bool:
+    """Deliver everything queued the way a running test does (drain requested, batches through the encoder
+    helper when it is on), waiting in this greenlet; True when nothing is left in memory. Not the final flush
+    (that one encodes in-process and switches the delivery loop to its end-of-run mode for good)."""
+    if sink.delivery is None:
         return True
-    return bool(sink.flusher.flush(timeout))
+    acc = sink.buffer.accounting
+    deadline = time.monotonic() + timeout
+    while acc.queued or acc.in_flight:
+        if time.monotonic() > deadline:
+            return False
+        sink.delivery.request_drain()
+        gevent.sleep(poll)
+    return True
 
 
 def accounting(sink: Any) -> dict[str, int]:
-    """The sink's counters: emitted, indexed, written, spooled, dead_lettered, dropped, queued, in_flight."""
+    """The sink's request counters: emitted, indexed, written, spooled, dead_lettered, dropped, queued, in_flight."""
     return dict(sink.buffer.accounting.as_dict())
 
 

@@ -1,125 +1,168 @@
-"""Bounded in-memory buffer between the hot path and the background flusher, plus the accounting.
+"""The hot path: Locust's `request` listener and the bounded in-memory queue it appends to.
 
-Plain lists with an explicit bound are used rather than `gevent.queue.Queue`: the hot path runs on the
-gevent hub's thread only, so a list extend is already atomic with respect to greenlets and costs a fraction
-of a Queue.put (no locks, no hub switch). The flusher is woken by a gevent Event only when a full batch is
-waiting; otherwise it wakes on its flush interval.
+`RecordBuffer.on_request` is registered with Locust as the listener itself (a bound method of the object
+that owns all the state it touches: no second call level, no reach into another object). It appends the
+record's fields and returns; encoding and I/O happen in the delivery engine's greenlet.
+
+Plain lists with an explicit bound rather than `gevent.queue.Queue`: the hot path runs on the gevent hub's
+thread only, so a list extend is already atomic with respect to greenlets and costs a fraction of a
+Queue.put (no locks, no hub switch). The delivery loop is woken (`notify`) only when a full batch is waiting;
+otherwise it wakes on its flush interval.
+
+The fields of each record are stored flat, in lists of one batch each; no tuple per record is kept. A queued
+tuple would be a garbage-collector-tracked object living until its batch is encoded, and every such survivor
+counts towards the next collection of the youngest generation; stored flat, the sink adds no survivors of
+its own (docs/benchmarks.md). The delivery engine takes them flat (`take_flat`), the form the encoder reads.
+No Locust import here.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Callable
+from random import random
 from typing import Any
 
+from .accounting import Accounting
+from .records import RECORD_WIDTH, RequestRecord
 
-@dataclass
-class Accounting:
-    """Where every record went. `emitted` always equals the sum of the other fields.
 
-    indexed: confirmed in Elasticsearch (a 409 on create counts: the document is already there)
-    written: in NDJSON files of the embedded file mode
-    spooled: on disk in the spool, waiting for replay
-    dead_lettered: rejected for good by Elasticsearch, kept with its reason in the dead-letter file
-    dropped: given up under an explicit policy (queue or spool full with overflow=drop)
-    queued / in_flight: still in memory (0 at the end of a run)
-    """
+class _Status:
+    """A response for `put`: all on_request reads of a response is its status code."""
 
-    emitted: int = 0
-    indexed: int = 0
-    written: int = 0
-    spooled: int = 0
-    dead_lettered: int = 0
-    dropped: int = 0
-    queued: int = 0
-    in_flight: int = 0
-    overflowed: int = 0  # records that met a full queue (they are dropped; kept for the warning)
+    __slots__ = ("status_code",)
 
-    def settled(self) -> int:
-        return self.indexed + self.written + self.spooled + self.dead_lettered + self.dropped
-
-    def balanced(self) -> bool:
-        return self.emitted == self.settled() + self.queued + self.in_flight
-
-    def as_dict(self) -> dict[str, int]:
-        return {
-            "emitted": self.emitted,
-            "indexed": self.indexed,
-            "written": self.written,
-            "spooled": self.spooled,
-            "dead_lettered": self.dead_lettered,
-            "dropped": self.dropped,
-            "queued": self.queued,
-            "in_flight": self.in_flight,
-        }
-
-    def summary(self) -> str:
-        parts = [f"{k}={v}" for k, v in self.as_dict().items() if v or k == "emitted"]
-        ok = "balanced" if self.balanced() else "UNBALANCED"
-        return " ".join(parts) + f" ({ok})"
+    def __init__(self, status_code: int | None) -> None:
+        self.status_code = status_code
 
 
 class RecordBuffer:
-    """A bounded FIFO of fixed-width records (tuples). `put` never blocks and never grows past `maxsize`.
+    """A bounded FIFO of request records, filled by `on_request`; never blocks, never grows past `maxsize`."""
 
-    The fields of each record are stored flat, in lists of one batch each, and the record tuple itself is
-    dropped at once. Why: a queued tuple is a garbage-collector-tracked object that lives until its batch is
-    encoded, and every such survivor counts towards the next collection of the youngest generation. Stored
-    flat, the sink adds no survivors of its own, so Locust's process collects about as often as without it
-    (measured with bench/profile_sink.py: see docs/benchmarks.md). The flusher takes them flat (`take_flat`):
-    the encoder reads them that way, in Locust's process or marshalled to the encoder helper process.
-    """
+    def __init__(
+        self,
+        maxsize: int,
+        batch_size: int,
+        notify: Callable[[], Any],
+        error_text: Callable[[Any], str] = str,
+        run_id: str = "",
+        sample_rate: float = 1.0,
+    ) -> None:
+        self.accounting = Accounting()
+        self.notify = notify  # called once each time a full batch is waiting
+        self.error_text = error_text  # exception -> the text Locust's failure stats use
+        self.run_id = run_id  # stored on every record; the sink sets it at each test start
+        self.sample_rate = sample_rate
+        self.seq = 0  # per-node sequence number of the last record (part of its document id)
+        self.sampled_out = 0  # successful requests not recorded because of --sink-sample-rate
+        self._full: deque[list[Any]] = deque()  # completed chunks of batch_size records each
+        self._tail: list[Any] = []  # the chunk being filled
+        self._len = 0
+        self.maxsize = 0
+        self.batch_size = 0
+        self._chunk_len = 0
+        self.resize(maxsize, batch_size)
 
-    def __init__(self, maxsize: int, batch_size: int, wake: Any, width: int = 12) -> None:
+    def resize(self, maxsize: int, batch_size: int) -> None:
+        """Set the bound and the batch size (a worker gets them from the master with the spawn message)."""
         if maxsize < 1:
             raise ValueError("queue size must be at least 1")
         self.maxsize = maxsize
         self.batch_size = max(1, batch_size)
-        self.width = width  # fields per record (RequestRecord has 12)
-        self._full: deque[list[Any]] = deque()  # completed chunks of batch_size records each
-        self._tail: list[Any] = []  # the chunk being filled
-        self._chunk_len = self.batch_size * width
-        self._len = 0
-        self._wake = wake  # gevent.event.Event (or anything with set())
-        self.accounting = Accounting()
+        self._chunk_len = self.batch_size * RECORD_WIDTH
 
-    def put(self, record: Any) -> bool:
-        """Append the record's fields, or count the record as overflowed when the queue is full.
-
-        LocustSink.on_request does exactly this inline (a method call is a measurable part of the hot path):
-        a change here must be made there too (test_on_request_fills_the_buffer_like_put checks they agree).
-        """
+    def on_request(
+        self,
+        request_type: str,
+        name: str,
+        response_time: float,
+        response_length: int,
+        response: Any = None,
+        context: Any = None,
+        exception: Any = None,
+        start_time: float | None = None,
+        url: str | None = None,
+        **_kwargs: Any,
+    ) -> None:
+        """Locust's `request` listener: the record's fields go straight into the queue. Runs on every request."""
+        if exception is None:
+            rate = self.sample_rate
+            if rate < 1.0 and random() >= rate:
+                self.sampled_out += 1
+                return
+            error = None
+        else:
+            rate = 1.0  # failures are always kept: their documents carry no sample_rate (weight 1)
+            error = self.error_text(exception)
+        self.seq += 1
         acc = self.accounting
         acc.emitted += 1
         if self._len >= self.maxsize:
             acc.overflowed += 1
             acc.dropped += 1
-            return False
+            return
         tail = self._tail
-        tail.extend(record)
+        tail += (  # the fields in RequestRecord's order
+            self.seq,
+            start_time if start_time is not None else time.time() - (response_time or 0) / 1000.0,
+            request_type,
+            name,
+            response_time,
+            response_length or 0,
+            getattr(response, "status_code", None),
+            error,
+            context or None,
+            url,
+            self.run_id,
+            rate,
+        )
         self._len += 1
         acc.queued += 1
         if len(tail) >= self._chunk_len:
             self._full.append(tail)
             self._tail = []
         if self._len == self.batch_size:
-            # A full batch is waiting. (Not "a chunk was completed": a chunk the flusher took only part of,
-            # to make room for other documents, stays queued, and the next full batch must still wake it.)
-            self._wake.set()
-        return True
+            # A full batch is waiting. (Not "a chunk was completed": a chunk the delivery engine took only part
+            # of, to make room for other documents, stays queued, and the next full batch must still wake it.)
+            self.notify()
 
-    def take(self, limit: int) -> list[tuple[Any, ...]]:
-        """Take up to `limit` records (oldest first) as tuples; they move from queued to in_flight."""
+    def put(self, record: RequestRecord) -> bool:
+        """Queue `record` through `on_request` (the one copy of the append logic), keeping its sequence number
+        and run id. For tests and benchmarks; returns False when the queue was full."""
+        if record.exception is None and record.sample_rate != 1.0:
+            raise ValueError("put() queues unsampled records only")
+        self.seq, self.run_id = record.seq - 1, record.run_id
+        dropped = self.accounting.dropped
+        rate, self.sample_rate = self.sample_rate, 1.0
+        try:
+            self.on_request(
+                record.request_type,
+                record.name,
+                record.response_time,
+                record.response_length,
+                response=_Status(record.status_code),
+                context=record.context,
+                exception=record.exception,
+                start_time=record.start_time,
+                url=record.url,
+            )
+        finally:
+            self.sample_rate = rate
+        return self.accounting.dropped == dropped
+
+    def take(self, limit: int) -> list[RequestRecord]:
+        """Take up to `limit` records (oldest first) as RequestRecords; they move from queued to in_flight."""
         it = iter(self.take_flat(limit))
-        return list(zip(*([it] * self.width), strict=False))
+        return [RequestRecord(*fields) for fields in zip(*([it] * RECORD_WIDTH), strict=False)]
 
     def take_flat(self, limit: int) -> list[Any]:
-        """Take up to `limit` records (oldest first) as one flat list of their fields (`width` per record),
-        the form the encoder reads; they move from queued to in_flight."""
+        """Take up to `limit` records (oldest first) as one flat list of their fields (RECORD_WIDTH per
+        record), the form the encoder reads; they move from queued to in_flight."""
         n = min(limit, self._len)
         if n <= 0:
             return []
-        want = n * self.width
+        want = n * RECORD_WIDTH
         parts: list[list[Any]] = []
         got = 0
         while got < want:

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .transport import EsConfig, SinkTransportError, check_server, make_client, redact, split_urls
+from .bulk import SinkTransportError
+from .config import DEFAULT_CLI_ES_URL, EsConfig, redact, split_urls
 
 log = logging.getLogger("locust_sink")
 
@@ -23,12 +24,11 @@ def _env(name: str, default: Any = None) -> Any:
     return os.environ.get(name, default)
 
 
-def _add_es_arguments(parser: argparse.ArgumentParser, url_required: bool = True) -> None:
+def _add_es_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--es-url",
-        default=_env("LOCUST_ES_URL"),
-        required=url_required and not _env("LOCUST_ES_URL"),
-        help="Elasticsearch URL(s), comma separated (env LOCUST_ES_URL)",
+        default=_env("LOCUST_ES_URL", DEFAULT_CLI_ES_URL),
+        help=f"Elasticsearch URL(s), comma separated (env LOCUST_ES_URL; default {DEFAULT_CLI_ES_URL})",
     )
     parser.add_argument("--es-username", default=_env("LOCUST_ES_USERNAME"), help="env LOCUST_ES_USERNAME")
     parser.add_argument(
@@ -47,6 +47,15 @@ def _add_es_arguments(parser: argparse.ArgumentParser, url_required: bool = True
     parser.add_argument("--es-request-timeout", type=float, default=30.0)
 
 
+def _add_retry_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--retry-timeout",
+        type=float,
+        default=60.0,
+        help="seconds one batch is retried (backoff with jitter) before the command gives up on it (default 60)",
+    )
+
+
 def _es_config(args: argparse.Namespace) -> EsConfig:
     return EsConfig(
         urls=split_urls(args.es_url),
@@ -60,15 +69,18 @@ def _es_config(args: argparse.Namespace) -> EsConfig:
 
 
 def _connect(args: argparse.Namespace) -> tuple[Any, EsConfig]:
+    """The checked backend for the cluster the arguments name; one clear line and exit 1 when it cannot be."""
+    from .transport import ElasticsearchBackend
+
     config = _es_config(args)
     try:
-        es = make_client(config)
-        check_server(es)
+        backend = ElasticsearchBackend(config)
+        backend.check()
     except SinkTransportError as exc:
         raise SystemExit(f"locust-sink: {redact(str(exc), config.secrets())} ({config.describe()})") from None
     except ValueError as exc:
         raise SystemExit(f"locust-sink: bad --es-url: {redact(str(exc), config.secrets())}") from None
-    return es, config
+    return backend, config
 
 
 class Progress:
@@ -96,8 +108,9 @@ class Progress:
 
 
 def cmd_load(args: argparse.Namespace, replay: bool = False) -> int:
+    from .delivery.retry import RetryPolicy
     from .filesink import ndjson_files
-    from .spool import deliver_files
+    from .load import deliver_files
 
     target = Path(args.path)
     if not target.exists():
@@ -109,19 +122,20 @@ def cmd_load(args: argparse.Namespace, replay: bool = False) -> int:
     if not files:
         print(f"locust-sink: no .ndjson files under {target}")
         return 0
-    es, config = _connect(args)
+    backend, config = _connect(args)
     if args.setup:
-        _install_templates_for(es, config, files)
+        _install_templates_for(backend.client, config, files)
     sink_dir = target if target.is_dir() else target.parent
     if replay and sink_dir.name == "spool":
         sink_dir = sink_dir.parent
     started = time.monotonic()
     report = deliver_files(
-        es,
+        backend.bulk,
         files,
         sink_dir=sink_dir,
         delete_delivered=replay,
         batch_size=args.batch_size,
+        policy=RetryPolicy(timeout=args.retry_timeout, max_attempts=30),
         progress=Progress("replaying" if replay else "loading"),
     )
     took = time.monotonic() - started
@@ -182,10 +196,10 @@ def _stale_open_segments(root: Path, min_age: float = 60.0) -> list[Path]:
 def cmd_setup(args: argparse.Namespace) -> int:
     from . import schema
 
-    es, config = _connect(args)
+    backend, config = _connect(args)
     try:
         result = schema.install_templates(
-            es, prefix=args.es_index_prefix, replicas=args.replicas, ilm_policy=args.ilm_policy
+            backend.client, prefix=args.es_index_prefix, replicas=args.replicas, ilm_policy=args.ilm_policy
         )
     except Exception as exc:
         print(f"locust-sink: template setup failed: {redact(str(exc), config.secrets())}", file=sys.stderr)
@@ -223,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-setup", dest="setup", action="store_false", help="do not install the index templates before loading"
     )
     _add_es_arguments(load)
+    _add_retry_argument(load)
     load.set_defaults(func=cmd_load)
 
     replay = sub.add_parser(
@@ -234,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-setup", dest="setup", action="store_false", help="do not install the index templates before replaying"
     )
     _add_es_arguments(replay)
+    _add_retry_argument(replay)
     replay.set_defaults(func=lambda a: cmd_load(a, replay=True))
 
     setup = sub.add_parser("setup", help="install/upgrade locust-sink's index templates")

@@ -7,29 +7,18 @@ can be sent to `_bulk` as it is, any number of times, without creating duplicate
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 
-from .transport import BulkItem
+from .bulk import BulkItem, encode_body
 
 
 def safe_name(text: str) -> str:
     """A file-name-safe version of a run id or node id."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:120] or "_"
-
-
-def write_items(handle, items: Iterable[BulkItem]) -> int:  # type: ignore[no-untyped-def]
-    """Append items in bulk format; returns bytes written."""
-    parts: list[bytes] = []
-    for item in items:
-        parts.append(item.action_line())
-        parts.append(item.source)
-    parts.append(b"")
-    data = b"\n".join(parts)
-    handle.write(data)  # one write per batch: a torn write can only cut the last pair, which read_items skips
-    return len(data)
 
 
 def read_items(path: Path) -> Iterator[BulkItem]:
@@ -51,6 +40,18 @@ def read_items(path: Path) -> Iterator[BulkItem]:
             yield BulkItem(op, index, meta.get("_id"), source.rstrip(b"\n"), index.endswith("-requests"))
 
 
+def iter_batches(path: Path, batch_size: int) -> Iterator[list[BulkItem]]:
+    """The items of a bulk-format file, `batch_size` at a time."""
+    batch: list[BulkItem] = []
+    for item in read_items(path):
+        batch.append(item)
+        if len(batch) >= batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def ndjson_files(target: Path, exclude_dirs: tuple[str, ...] = ("dead-letter",)) -> list[Path]:
     """The bulk files under a folder (or the file itself), oldest first."""
     if target.is_file():
@@ -69,7 +70,7 @@ class FileWriter:
     def __init__(self, sink_dir: str | os.PathLike[str], node: str) -> None:
         self.sink_dir = Path(sink_dir)
         self.node = node
-        self._handles: dict[str, object] = {}
+        self._handles: dict[str, Any] = {}
         self.paths: dict[str, Path] = {}
 
     def path_for(self, run_id: str) -> Path:
@@ -85,7 +86,7 @@ class FileWriter:
             self.paths[run_id] = path
         return path
 
-    def _handle(self, run_id: str):  # type: ignore[no-untyped-def]
+    def _handle(self, run_id: str) -> Any:
         handle = self._handles.get(run_id)
         if handle is None:
             path = self.prepare(run_id)
@@ -99,13 +100,12 @@ class FileWriter:
             by_run.setdefault(item.run_id, []).append(item)
         total = 0
         for run_id, group in by_run.items():
-            handle = self._handle(run_id)
-            total += write_items(handle, group)
-            handle.flush()
+            total += self.write_body(run_id, encode_body(group))
         return total
 
     def write_body(self, run_id: str, body: bytes) -> int:
-        """Append complete bulk-format lines (action, document, ...) of one run, in one write."""
+        """Append complete bulk-format lines (action, document, ...) of one run, in one write (a torn write can
+        only cut the last pair, which read_items skips)."""
         handle = self._handle(run_id)
         handle.write(body)
         handle.flush()
@@ -113,5 +113,5 @@ class FileWriter:
 
     def close(self) -> None:
         for handle in self._handles.values():
-            handle.close()  # type: ignore[attr-defined]
+            handle.close()
         self._handles.clear()

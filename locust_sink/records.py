@@ -1,7 +1,8 @@
-"""Record shapes: what the hot path builds, and how the background turns it into documents.
+"""Request records: their fields, their documents, and the encoder that turns them into bulk lines.
 
-The `request` listener runs on every request of the load test, so it builds a plain tuple (no dict,
-no formatting, no copying of large objects) and leaves everything else to the background greenlet.
+The `request` listener (buffer.py) stores a record's fields flat in the queue, RECORD_WIDTH of them per
+record, without building any object; everything here runs later, in the delivery engine's greenlet or in
+the encoder helper process. No Locust or gevent import: the helper process imports this module.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import orjson
 class RequestRecord(NamedTuple):
     """The fields of one request, in the order the hot path stores them.
 
-    The hot path (LocustSink.on_request) appends these fields straight to the buffer's flat lists, without
-    building this tuple; `RecordBuffer.take` rebuilds tuples of this shape, and tests use it.
+    The hot path (RecordBuffer.on_request) appends these fields straight to the buffer's flat lists, without
+    building this tuple; `RecordBuffer.take` rebuilds records of this shape, and tests use it.
     """
 
     seq: int
@@ -35,6 +36,7 @@ class RequestRecord(NamedTuple):
 
 
 RECORD_WIDTH = len(RequestRecord._fields)  # fields per record in the buffer's flat lists
+RUN_ID = RequestRecord._fields.index("run_id")  # the run id's place in a record: flat[RUN_ID::RECORD_WIDTH]
 
 
 _second_cache: list[Any] = [None, ""]
@@ -42,7 +44,8 @@ _MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))  # formatting ".123Z" per r
 
 
 def iso_timestamp(epoch: float) -> str:
-    """ISO-8601 UTC with millisecond precision; caches the per-second prefix (records arrive in order)."""
+    """ISO-8601 UTC with millisecond precision, the one timestamp format of every document; caches the
+    per-second prefix (records arrive in order)."""
     whole = int(epoch)
     if _second_cache[0] != whole:
         _second_cache[0] = whole
@@ -137,11 +140,11 @@ class RequestEncoder:
 
     def encode(self, flat: Sequence[Any], first: int, last: int, lines: list[bytes]) -> None:
         """Append the action line and the document of records first..last-1 of `flat` to `lines`."""
-        node, heads, width = self.node, self._heads, RECORD_WIDTH
+        node, heads, width, run_field = self.node, self._heads, RECORD_WIDTH, RUN_ID
         append = lines.append
         for i in range(first * width, last * width, width):
             record = flat[i : i + width]
-            run_id = record[10]
+            run_id = record[run_field]
             head = heads.get(run_id)
             if head is None:
                 head = heads[run_id] = self.action_head + orjson.dumps(f"{run_id}:{node}:")[:-1]

@@ -22,15 +22,17 @@ import os
 import socket
 import time
 import traceback
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gevent
+from locust.env import Environment
 from locust.stats import RequestStats, StatsEntry, StatsError
 
-if TYPE_CHECKING:
-    from .plugin import LocustSink
+from .nodes import node_id, node_role
+from .options import SinkOptions
+from .records import iso_timestamp
 
 log = logging.getLogger("locust_sink")
 
@@ -49,11 +51,8 @@ WORKER_REPORT_GRACE = 4.0
 
 
 def iso(epoch: float | None) -> str | None:
-    """ISO-8601 UTC with milliseconds."""
-    if epoch is None:
-        return None
-    whole = int(epoch)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{int((epoch - whole) * 1000):03d}Z"
+    """ISO-8601 UTC with milliseconds (records.iso_timestamp), None for None."""
+    return None if epoch is None else iso_timestamp(epoch)
 
 
 def percentile_values(response_times: Mapping[Any, int], num_requests: int) -> dict[str, float]:
@@ -251,9 +250,10 @@ class StatsRecorder:
     (`report_to_master`, key `locust_sink`): it arrives in order with the stats, including the final report.
     """
 
-    def __init__(self, sink: LocustSink) -> None:
-        self.sink = sink
-        self.environment = sink.environment
+    def __init__(self, environment: Environment, port: Any, options: Callable[[], SinkOptions]) -> None:
+        self.port = port
+        self.options = options
+        self.environment = environment
         parsed = self.environment.parsed_options
         self.locustfile: str | None = getattr(parsed, "locustfile", None) if parsed is not None else None
         self.git_commit = git_commit(self.locustfile.split(",")[0] if self.locustfile else None)
@@ -285,27 +285,24 @@ class StatsRecorder:
     # ----- small utilities -------------------------------------------------------------------------
     @property
     def role(self) -> str:
-        return self.sink.role
+        return node_role(self.environment)
 
     @property
     def node(self) -> str:
-        return self.sink.node
+        return node_id(self.environment)
 
     @property
     def interval(self) -> float:
-        return max(0.2, float(self.sink.options.stats_interval))
+        return max(0.2, float(self.options().stats_interval))
 
     def _submit(self, family: str, doc: dict[str, Any], doc_id: str | None, op: str = "create") -> None:
-        flusher = self.sink.flusher
-        if flusher is None:
-            return
-        flusher.submit_document(family, doc, doc["run_id"], doc_id=doc_id, op=op)
+        self.port.submit(family, doc, doc["run_id"], doc_id=doc_id, op=op)
 
     def event(self, kind: str, node: str | None = None, when: float | None = None, **fields: Any) -> None:
         """Queue one `<prefix>-events` document (held until the run id is known and the sink started)."""
         doc: dict[str, Any] = {"@timestamp": iso(when or time.time()), "node": node or self.node, "event": kind}
         doc.update({k: v for k, v in fields.items() if v is not None})
-        if self.sink.flusher is None or self.run_id is None:
+        if not self.port.started() or self.run_id is None:
             if len(self._pending_events) < MAX_PENDING_EVENTS:
                 self._pending_events.append(doc)
             return
@@ -381,17 +378,18 @@ class StatsRecorder:
 
     def on_report_to_master(self, client_id: str, data: dict[str, Any], **_kw: Any) -> None:
         """Worker: tell the master how this node's sink is doing (state, new trouble, accounting)."""
-        flusher = self.sink.flusher
-        if flusher is None:
+        if not self.port.started():
             return
+        status = self.port.status()
         payload: dict[str, Any] = {
-            "state": flusher.state,
-            "requests": self.sink.buffer.accounting.as_dict(),
-            "sampled_out": self.sink.sampled_out,
+            "state": status["state"],
+            "requests": status["requests"],
+            "sampled_out": status["sampled_out"],
         }
-        if len(flusher.trouble) > self._trouble_sent:
-            payload["trouble"] = list(flusher.trouble[self._trouble_sent :])
-            self._trouble_sent = len(flusher.trouble)
+        trouble = self.port.trouble()
+        if len(trouble) > self._trouble_sent:
+            payload["trouble"] = list(trouble[self._trouble_sent :])
+            self._trouble_sent = len(trouble)
         data["locust_sink"] = payload
 
     def on_user_error(self, user_instance: Any, exception: BaseException, tb: Any, **_kw: Any) -> None:
@@ -423,17 +421,17 @@ class StatsRecorder:
         )
 
     # ----- run lifecycle (called by LocustSink) ---------------------------------------------------------
-    def start_run(self) -> None:
+    def start_run(self, run_id: str) -> None:
         """test_start, after the run id is chosen and the flusher started."""
         if self.role == "worker":
-            self.run_id = self.sink.run_id
+            self.run_id = run_id
             self._user_errors = {}
             self._flush_pending()
             return
         if self.active:
             self.finalize()  # a new run before the previous one was finalized (web UI)
         now = time.time()
-        self.run_id = self.sink.run_id
+        self.run_id = run_id
         self.start = now
         self.active = True
         self.stopped_at = None
@@ -655,8 +653,7 @@ class StatsRecorder:
                 self._own_trouble()
                 self.run_doc["sink_trouble_nodes"] = sorted(self.trouble)
                 self._submit("runs", dict(self.run_doc), self.run_doc["run_id"], op="index")
-        if self.sink.flusher is not None:
-            self.sink.flusher.wake()
+        self.port.request_drain()
 
     # ----- workers, trouble, metadata -----------------------------------------------------------------
     def _watch_workers(self) -> None:
@@ -684,13 +681,12 @@ class StatsRecorder:
         self.event("sink_trouble", node=node, message=message)
 
     def _own_trouble(self) -> None:
-        flusher = self.sink.flusher
-        if flusher is not None and self.role != "worker":
-            for message in list(flusher.trouble):
+        if self.port.started() and self.role != "worker":
+            for message in list(self.port.trouble()):
                 self._record_trouble(self.node, message)
 
     def _flush_pending(self) -> None:
-        if self.sink.flusher is None or self.run_id is None:
+        if not self.port.started() or self.run_id is None:
             return
         pending, self._pending_events = self._pending_events, []
         for doc in pending:
@@ -717,7 +713,7 @@ class StatsRecorder:
         parsed = env.parsed_options
         runner = env.runner
         user_classes = getattr(runner, "user_classes", None) or env.user_classes or []
-        opts = self.sink.options
+        opts = self.options()
         users = getattr(runner, "target_user_count", None) or getattr(parsed, "num_users", None)
         spawn_rate = getattr(runner, "spawn_rate", None) or getattr(parsed, "spawn_rate", None)
         doc: dict[str, Any] = {
@@ -757,15 +753,15 @@ class StatsRecorder:
         return {k: v for k, v in doc.items() if v is not None}
 
     def _sink_summary(self) -> dict[str, Any]:
-        flusher = self.sink.flusher
+        status = self.port.status()
         return {
-            "requests": self.sink.buffer.accounting.as_dict(),
-            "documents": flusher.doc_accounting.as_dict() if flusher else {},
-            "sampled_out": self.sink.sampled_out,
-            "state": flusher.state if flusher else "not started",
-            "retries": flusher.retry_counts() if flusher else {},
-            "encoding": flusher.encoder_counts() if flusher else {},
-            "trouble": list(flusher.trouble)[:20] if flusher else [],
+            "requests": status["requests"],
+            "documents": status["documents"],
+            "sampled_out": status["sampled_out"],
+            "state": status["state"],
+            "retries": status["retries"],
+            "encoding": status["encoding"],
+            "trouble": list(status["trouble"])[:20],
         }
 
     def _sink_by_node(self, summary: dict[str, Any]) -> dict[str, Any]:

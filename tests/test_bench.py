@@ -42,7 +42,14 @@ def test_toggle_compares_adjacent_windows_only():
     assert summary["ratio_median"] == pytest.approx(0.98, abs=0.002)
     low, high = summary["ratio_ci95"]
     assert low <= summary["ratio_median"] <= high
-    assert _stats.bootstrap_median(ratios) == _stats.bootstrap_median(ratios)  # seeded
+    assert _stats.bootstrap_median(ratios) == (low, high)  # seeded
+    assert summary["cpu_us_on"] == pytest.approx(200, rel=0.01)
+    # a pair of two off windows gives no ratio; a window without requests is skipped and its partner with it,
+    # and the pairs after it stay aligned
+    odd = [window(0, False, 4000), window(1, False, 4000), {**window(2, True, 3900), "n1": 0}, window(3, False, 4000)]
+    odd += [window(4, True, 3920), window(5, False, 4000)]
+    assert _stats.pair_ratios(_stats.window_rates(odd)) == [pytest.approx(3920 / 4000, rel=1e-3)]
+    assert _stats.summarize_windows(odd)["windows_off"] == 4
 
 
 def test_median_of_pairs_resists_a_step_that_the_means_do_not():

@@ -32,12 +32,14 @@ def client9_python(tmp_path_factory) -> Path:
 def test_client9_against_es8_says_what_to_install(client9_python, es_url):
     code = (
         "import elasticsearch, sys\n"
-        "from locust_sink.transport import EsConfig, SinkTransportError, check_server, make_client\n"
+        "from locust_sink.bulk import SinkTransportError\n"
+        "from locust_sink.config import EsConfig\n"
+        "from locust_sink.transport import check_server, make_client\n"
         f"es = make_client(EsConfig(urls=[{es_url!r}]))\n"
         "try:\n"
         "    check_server(es)\n"
         "except SinkTransportError as exc:\n"
-        "    print(exc.kind, '|', exc)\n"
+        "    print(exc.kind.value, '|', exc)\n"
         "    sys.exit(0)\n"
         "print('no error with client', elasticsearch.__versionstr__)\n"
         "sys.exit(1)\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 import uuid
@@ -13,6 +14,8 @@ from pathlib import Path
 import pytest
 from e2e_util import assert_matches, es_landed, file_landed, locust_truth
 from helpers import es_client, headless_locust_cmd
+
+from locust_sink.cli import build_parser
 
 LOCUSTFILE = Path(__file__).parent / "locustfiles" / "e2e.py"
 
@@ -80,18 +83,16 @@ def test_file_mode_then_load(tmp_path, es_url, httpbin_url):
     landed, run_ids, duplicates = file_landed(files)
     assert run_ids == {run_id} and duplicates == 0
     assert_matches(truth, landed)
-    assert "locust-sink load" in log  # the end of the run says how to load the files
-
-    # load them into ES with the CLI, twice: the second load must not duplicate anything
+    # the end of the run says how to load the files: run that command as printed (LOCUST_ES_URL points it at
+    # the test's Elasticsearch instead of the CLI's default http://127.0.0.1:9200), twice: the second load
+    # must not duplicate anything
+    printed = re.search(r"`(locust-sink load [^`]+)`", log)
+    assert printed, log[-2000:]
     prefix = "locust"  # file mode writes the default prefix's index names
-    env = {**os.environ}
+    env = {**os.environ, "LOCUST_ES_URL": es_url}
     for attempt in range(2):
         proc = subprocess.run(
-            [sys.executable, "-m", "locust_sink.cli", "load", str(run_dir), "--es-url", es_url],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
+            ["bash", "-c", printed.group(1)], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path
         )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         # besides the request records, file mode also holds stats snapshots, events and the run document
@@ -103,17 +104,32 @@ def test_file_mode_then_load(tmp_path, es_url, httpbin_url):
     assert_matches(truth, es_landed(es, f"{prefix}-requests", run_id))
 
 
-@pytest.mark.parametrize("value", ["ftp://127.0.0.1:9200", "http://127.0.0.1:1"])
-def test_bad_url_gives_one_clear_error_and_the_test_runs(tmp_path, httpbin_url, value):
-    stats_json, log = run_locust(tmp_path, httpbin_url, "--es-url", value, run_time="3s")
+@pytest.mark.parametrize("value", ["notaurl", "ftp://127.0.0.1:9200", "http://127.0.0.1:notaport"])
+def test_malformed_url_is_refused_by_the_option_parser_at_start(tmp_path, httpbin_url, value):
+    cmd = headless_locust_cmd(LOCUSTFILE, httpbin_url, 2, "3s", tmp_path / "stats", "--es-url", value)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and f"argument --es-url: {value!r} is not" in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "stats.json").exists(), "the test must not have started"
+
+
+def test_unreachable_url_gives_one_clear_error_and_the_test_runs(tmp_path, httpbin_url):
+    stats_json, log = run_locust(tmp_path, httpbin_url, "--es-url", "http://127.0.0.1:1", run_time="3s")
     truth = locust_truth(stats_json)
     assert sum(truth["counts"].values()) > 0
     lines = [line for line in log.splitlines() if "locust-sink:" in line and ("ERROR" in line or "WARNING" in line)]
-    problem = [line for line in lines if "unreachable" in line or "bad --es-url" in line]
+    problem = [line for line in lines if "Elasticsearch unreachable" in line]
     assert len(problem) == 1, lines
     # nothing lost: everything went to the spool, and the end says how to replay it
     assert re.search(r"emitted=(\d+) spooled=\1 \(balanced\)", log), log[-2000:]
-    assert "locust-sink replay" in log
+    printed = re.search(r"`(locust-sink replay [^`]+)`", log)
+    assert printed, log[-2000:]
+    # as printed: the CLI's parser takes it (test_faults runs such a command against a live ES)
+    args = build_parser().parse_args(shlex.split(printed.group(1))[1:])
+    assert args.es_url == "http://127.0.0.1:1" and Path(args.path) == tmp_path / "results" / "spool"
 
 
 def test_programmatic_api_with_a_hand_built_environment(tmp_path, es_url, httpbin_url):

@@ -107,9 +107,14 @@ def docs_in_es(url: str, prefix: str, run_id: str) -> int:
     return es.count(index=f"{prefix}-requests", query={"term": {"run_id": run_id}})["count"]
 
 
-def replay(spool: Path, url: str, extra_env: dict | None = None) -> str:
+def cli_env(extra_env: dict | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
     env.update(extra_env or {})
+    return env
+
+
+def replay(spool: Path, url: str, extra_env: dict | None = None) -> str:
+    env = cli_env(extra_env)
     proc = subprocess.run(
         [sys.executable, "-m", "locust_sink.cli", "replay", str(spool), "--es-url", url],
         capture_output=True,
@@ -185,7 +190,12 @@ def test_es_never_comes_back_then_replay(tmp_path, es_server_factory, httpbin_ur
     spool = tmp_path / "results" / "spool"
     assert spool.is_dir()
     server.start()
-    out = replay(spool, server.url)
+    # the command the sink printed runs as printed
+    printed = subprocess.run(
+        ["bash", "-c", command.group(1)], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=cli_env()
+    )
+    out = printed.stdout + printed.stderr
+    assert printed.returncode == 0, out
     assert f"({acc['emitted']} request records)" in out, out
     assert not list(spool.rglob("*.ndjson")), "delivered segments are removed"
     assert docs_in_es(server.url, prefix, run_id_of(log)) == run.truth_total()
@@ -269,10 +279,10 @@ sink = locust_sink.attach(env, es_url={url!r}, es_index_prefix={prefix!r}, run_i
                           sink_dir={str(tmp_path / "sink")!r}, sink_batch_size=500)
 sink.on_test_start(env)
 deadline = time.monotonic() + 60
-while sink.flusher.state != "up" and time.monotonic() < deadline:
+while sink.delivery.state != "up" and time.monotonic() < deadline:
     gevent.sleep(0.1)
 for i in range({records}):  # ~20,000 records/s: a batch fills faster than ES answers one, so batches wait
-    sink.on_request(request_type="GET", name="/item", response_time=1.0, response_length=10,
+    sink.buffer.on_request(request_type="GET", name="/item", response_time=1.0, response_length=10,
                     response=None, context={{}}, exception=None, start_time=time.time(), url="/item")
     if i % 100 == 99:
         gevent.sleep(0.005)
@@ -427,7 +437,7 @@ def _encoder_children(pid: int) -> list[int]:
             cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
         except OSError:
             continue
-        if int(stat[stat.rindex(b")") + 2 :].split()[1]) == pid and b"locust_sink.encoder" in cmdline:
+        if int(stat[stat.rindex(b")") + 2 :].split()[1]) == pid and b"locust_sink.delivery.helper" in cmdline:
             found.append(int(entry))
     return found
 

@@ -1,9 +1,9 @@
-"""Encoding request records off Locust's CPU: a small helper process that turns records into bulk lines.
+"""The encoder helper process: turns request records into bulk lines off Locust's CPU.
 
-Why: a Locust process runs on one CPU, and building and serialising each request's document was the largest
-part of the sink's work in it (~2.3 µs of ~5 µs per record, in-process). Here Locust's process only marshals
-the records' fields, as the buffer already stores them flat (C code, ~0.12 µs a record), and reads the encoded
-lines back (~0.05 µs); the helper encodes them with the same `RequestEncoder` on whatever CPU is free.
+Why: a Locust process runs on one CPU, and building and serialising each request's document is the largest
+part of the sink's work there (docs/benchmarks.md). With the helper, Locust's process only marshals the
+records' fields, as the buffer already stores them flat (C code), and gets the batch's NDJSON back as one
+bytes object; the helper encodes them with the same `RequestEncoder` on whatever CPU is free.
 
 Nothing depends on the helper: if it cannot start, dies, answers garbage or too slowly, or a batch holds a value
 marshal cannot carry (a custom object in a request's context), that batch is encoded in Locust's process, with
@@ -11,11 +11,10 @@ the same code and the same bytes, and the reason is logged once. The helper impo
 ignores Ctrl-C (the final flush still needs it) and exits when its stdin closes, so it cannot outlive Locust.
 
 In file mode the helper also appends the lines to the run's NDJSON file itself, so that Locust's process
-neither reads them back nor writes them (measured: 0.6 of the ~1.1 µs a record the helper path cost Locust's
-process, most of it the kernel's page-cache copy). Locust's process writes the other documents (snapshots,
-run documents) to the same file, only between the helper's writes (the flusher waits for each answer), and both
-open it for appending. If the helper cannot write, it cuts the file back to where it was and answers an error;
-Locust's process then writes that batch itself, as without a helper.
+neither reads them back nor writes them (most of that cost is the kernel's page-cache copy). Locust's process
+writes the other documents (snapshots, run documents) to the same file, only between the helper's writes (the
+delivery loop waits for each answer), and both open it for appending. If the helper cannot write, it cuts the
+file back to where it was and answers an error; Locust's process then writes that batch itself.
 
 Protocol on the helper's stdin/stdout: frames of a 4-byte little-endian length and a marshal payload.
 Request: (node, action_head, flat_fields) or (node, action_head, flat_fields, path). Reply: (count, body): the
@@ -34,12 +33,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .records import RECORD_WIDTH, RequestEncoder
+from ..records import RECORD_WIDTH, RequestEncoder
 
 log = logging.getLogger("locust_sink")
 
 REPLY_TIMEOUT = 30.0  # seconds; a batch takes milliseconds, so this only catches a stuck helper
-_PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
+_PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])  # the folder holding locust_sink/
 
 
 class EncoderUnavailable(Exception):
@@ -63,7 +62,10 @@ class EncoderProcess:
     def _start(self) -> None:
         from gevent import subprocess  # cooperative pipes; imported here so that the helper never loads gevent
 
-        code = f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); from locust_sink.encoder import serve; serve()"
+        code = (
+            f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); "
+            "from locust_sink.delivery.helper import serve; serve()"
+        )
         self._proc = subprocess.Popen(
             [sys.executable, "-c", code],
             stdin=subprocess.PIPE,
