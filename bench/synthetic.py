@@ -1,9 +1,10 @@
-"""Synthetic `request` events for the in-process tools (sink_cpu.py, es_neighbour.py): the benchmark
-locustfile's mix (90 % `GET /` successes, 10 % `GET /missing` 404 failures), as keyword arguments the way
-Locust's EventHook.fire passes them. Import after gevent's monkey-patching."""
+"""One synthetic event stream for the in-process benchmarks (hotpath, drain, callgrind): the benchmark
+locustfile's mix (90 % `GET /` successes, 10 % `GET /missing` 404 failures), as the keyword arguments
+Locust's EventHook.fire passes to `request` listeners. Import after gevent's monkey-patching."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from locust import FastHttpUser, constant
@@ -46,3 +47,7 @@ FAILURE: dict[str, Any] = {
 def event(i: int) -> dict[str, Any]:
     """The keyword arguments of the i-th event (every tenth is a failure); add start_time when firing."""
     return FAILURE if i % 10 == 9 else SUCCESS
+
+
+def events(n: int) -> Iterator[dict[str, Any]]:
+    return (event(i) for i in range(n))

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """CPU a process pays per wake-up from idle: gevent's hub vs a plain `time.sleep`.
 
-    python3 bench/wakeup_cost.py [--calls 400]
+    python3 bench/experiments/wakeup_cost.py [--calls 400]
 
-Why it matters for bench/overhead.py: a CPU-bound Locust never sleeps, but when the server under test stalls
-(e.g. because Elasticsearch's indexing takes its CPU) every user waits, the process goes idle, and each
-wake-up costs CPU on top of the lost time. That shows as "Locust busy" below 1.00 *and* more Locust CPU per
-request. Each line runs in a fresh interpreter (gevent's monkey-patching cannot be undone).
+Why it matters for `python3 -m bench overhead` and `peers`: a CPU-bound Locust never sleeps, but when the
+server under test stalls (e.g. because Elasticsearch's indexing takes its CPU) every user waits, the process
+goes idle, and each wake-up costs CPU on top of the lost time. That shows as more Locust CPU per request.
+Each line runs in a fresh interpreter (gevent's monkey-patching cannot be undone).
 """
 
 from __future__ import annotations

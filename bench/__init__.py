@@ -1,0 +1,1 @@
+"""locust-sink's benchmark suite: `python3 -m bench SUBCOMMAND` (see docs/benchmarks.md)."""
