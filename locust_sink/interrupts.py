@@ -24,7 +24,7 @@ def register_exit_hook_before_finalizers(hook: Any) -> None:
 
     atexit runs hooks last-registered-first, and `weakref.finalize` registers its own exit hook when the first
     finalizer of the process is made. urllib3 makes one per connection pool, which empties the pool at exit.
-    The sink's Elasticsearch client is created later than this hook (in the flusher greenlet), so without
+    The sink's Elasticsearch client is created later than this hook (in the delivery greenlet), so without
     this the pool was emptied first, and a final flush at exit whose connection was back in the pool then
     waited for one until its deadline and spooled everything. A finalizer made here (it does nothing, and
     not at exit) puts weakref's exit hook below this one.
@@ -44,7 +44,7 @@ def route_ctrl_c_to_main_greenlet() -> bool:
     per Ctrl-C). This handler forwards it to the main greenlet, where Locust waits for it
     (`main_greenlet.join()`, then its shutdown) and where the sink's final flush runs (a second Ctrl-C ends
     that wait and spools). If the event loop does not run for two Ctrl-Cs in a row (a greenlet that never
-    yields), the third one interrupts wherever it lands, as before. Only installed when nobody else has a
+    yields), the third one interrupts wherever it lands, as Python would. Only installed when nobody else has a
     SIGINT handler (Locust's --processes parent has one), and only from the main thread.
     """
     global _ctrl_c_routed

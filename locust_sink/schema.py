@@ -1,4 +1,4 @@
-"""Index names, component + composable index templates, and their idempotent installation (issue 6).
+"""Index names, component + composable index templates, and their idempotent installation.
 
 Layout: one plain index per family (`<prefix>-requests`, `-stats`, `-runs`, `-events`), each created from a
 composable index template with the pattern `<prefix>-<family>*`. Why plain indices:

@@ -1,6 +1,6 @@
 """The delivery engine: from the request buffer to Elasticsearch or NDJSON files, losing nothing.
 
-Data flows one way (docs/DESIGN.md, "Delivery"):
+Data flows one way (docs/DESIGN.md, "Modules"):
 
     buffer.RecordBuffer --take_flat--> loop.DeliveryLoop --> batches.BatchAssembler --> encoding.BatchEncoder
         --> writer.Writer: elastic.EsDelivery (link.EsLink, retry.RetryPolicy) | writer.FileDelivery

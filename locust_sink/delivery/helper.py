@@ -1,7 +1,7 @@
 """The encoder helper process: turns request records into bulk lines off Locust's CPU.
 
 Why: a Locust process runs on one CPU, and building and serialising each request's document is the largest
-part of the sink's work there (docs/benchmarks.md). With the helper, Locust's process only marshals the
+part of the sink's work there (docs/benchmarks-history.md). With the helper, Locust's process only marshals the
 records' fields, as the buffer already stores them flat (C code), and gets the batch's NDJSON back as one
 bytes object; the helper encodes them with the same `RequestEncoder` on whatever CPU is free.
 
