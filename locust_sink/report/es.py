@@ -30,6 +30,7 @@ def _run_filter(run_id: str) -> dict[str, Any]:
 
 
 def newest_run_id(es: Any, prefix: str) -> str:
+    refresh(es, prefix)
     resp = es.search(
         index=f"{prefix}-runs", size=1, sort=[{"start_time": {"order": "desc", "unmapped_type": "date"}}],
         source=["run_id"], ignore_unavailable=True, allow_no_indices=True,
@@ -43,7 +44,7 @@ def newest_run_id(es: Any, prefix: str) -> str:
 def read_es_run(
     es: Any, run_id: str, prefix: str = "locust", slowest: int = 20, max_points: int | None = None
 ) -> RunFigures:
-    _refresh(es, prefix)
+    refresh(es, prefix)
     collector = RunCollector(run_id, **({"max_points": max_points} if max_points else {}))
     run = es.options(ignore_status=404).get(index=f"{prefix}-runs", id=run_id)
     if run.get("found"):
@@ -68,7 +69,7 @@ def read_es_run(
     return collector.build(requests, f"elasticsearch {prefix}-* run {run_id}")
 
 
-def _refresh(es: Any, prefix: str) -> None:
+def refresh(es: Any, prefix: str) -> None:
     """Make the last seconds of a run that just ended visible (the indices refresh every 5 s); a user without
     the privilege to refresh just sees them a little later."""
     with contextlib.suppress(Exception):  # refreshing is a courtesy, not a requirement

@@ -10,19 +10,23 @@ from typing import Any
 from bokeh.core.templates import get_env
 from bokeh.embed import file_html
 from bokeh.layouts import column
-from bokeh.models import ColumnDataSource, Div
+from bokeh.models import ColumnDataSource
 from bokeh.resources import INLINE
 
 from . import charts, fmt
-from .htmltable import Cell, Table
 from .model import SERIES_COLUMNS, TOTAL, RunFigures
 from .rules import Verdict
+from .tables import (
+    accounting_table,
+    endpoint_table,
+    error_table,
+    header_table,
+    slowest_table,
+    verdict_table,
+    worker_table,
+)
 
 MAX_CHART_ENDPOINTS = 12
-ENDPOINT_COLUMNS = (
-    "Type", "Name", "# Requests", "# Fails", "Fail %", "RPS", "Avg (ms)", "Min (ms)", "Max (ms)",
-    "p50", "p90", "p95", "p99", "p99.9", "Avg size (B)",
-)  # fmt: skip
 
 
 def template() -> Any:
@@ -39,53 +43,6 @@ def page(title: str, heading: str, note: str, warnings: Sequence[str], sections:
         template=template(),
         template_variables={"heading": heading, "note": note, "warnings": list(warnings), "sections": sections},
     )
-
-
-def endpoint_table(fig: RunFigures, table_id: str = "endpoints") -> Table:
-    table = Table(table_id, ENDPOINT_COLUMNS, left=frozenset({0, 1}))
-    for r in [*fig.endpoints, fig.total]:
-        cells = [
-            r.method, r.name, Cell(f"{r.requests:,}", r.requests), Cell(f"{r.failures:,}", r.failures),
-            Cell(fmt.num(r.failure_pct, 2), r.failure_pct), Cell(fmt.num(r.rps, 2), r.rps),
-            Cell(fmt.ms(r.avg_ms), r.avg_ms), Cell(fmt.ms(r.min_ms), r.min_ms), Cell(fmt.ms(r.max_ms), r.max_ms),
-            *(Cell(fmt.ms(getattr(r, p)), getattr(r, p)) for p in ("p50", "p90", "p95", "p99", "p99_9")),
-            Cell(fmt.num(r.avg_size, 0), r.avg_size),
-        ]  # fmt: skip
-        table.add(cells, foot=r.key == TOTAL)
-    return table
-
-
-def header_table(fig: RunFigures) -> Table:
-    run = fig.run
-    users = run.get("users")
-    rows = [
-        ("Run id", fig.run_id),
-        ("Status", run.get("status", "")),
-        ("Start", fmt.when(run.get("start_epoch"))),
-        ("End", fmt.when(run.get("end_epoch"))),
-        ("Duration", fmt.duration(run.get("duration_s"))),
-        ("Host", run.get("host", "")),
-        ("Locustfile", run.get("locustfile", "")),
-        ("Users / spawn rate", f"{users if users is not None else ''} / {run.get('spawn_rate', '')}"),
-        ("Mode", f"{run.get('mode', '')}" + (f", {len(fig.workers)} workers" if fig.workers else "")),
-        ("Tags", fmt.tags(run.get("tags"))),
-        ("Description", run.get("description", "")),
-        ("Git commit", run.get("git_commit", "")),
-        ("Locust / sink", f"{run.get('locust_version', '')} / {run.get('sink_version', '')}"),
-        ("Exit code", run.get("exit_code", "")),
-        ("Source", fig.source),
-    ]
-    table = Table("run", ("", ""), sortable=False, left=frozenset({0, 1}))
-    for label, value in rows:
-        table.add([label, "" if value is None else value])
-    return table
-
-
-def verdict_table(verdicts: Sequence[Verdict]) -> Table:
-    table = Table("verdicts", ("Rule", "Endpoint", "Value", "Verdict"), left=frozenset({0, 1}))
-    for v in verdicts:
-        table.add([v.rule, v.endpoint, v.shown, Cell("PASS" if v.passed else "FAIL", cls="ok" if v.passed else "bad")])
-    return table
 
 
 def chart_keys(fig: RunFigures) -> list[str]:
@@ -147,133 +104,62 @@ def run_charts(fig: RunFigures) -> tuple[list, dict[str, list[str]]]:
     return list(roots.values()), sections
 
 
+def section(
+    title: str,
+    sid: str,
+    *,
+    tables: Sequence = (),
+    charts: Sequence[str] = (),
+    note: str = "",
+    details: Sequence[dict[str, str]] = (),
+) -> dict[str, Any]:
+    """One part of a report page (see the template): a heading, a note, tables, collapsible texts, charts."""
+    return {"title": title, "id": sid, "tables": [t.html() for t in tables], "charts": list(charts), "note": note,
+            "details": list(details)}  # fmt: skip
+
+
+ENDPOINTS_NOTE = (
+    "Locust's final figures; percentiles in ms from Locust's histogram (equal to Locust's own). Click a column "
+    "header to sort."
+)
+CHARTS_NOTE = (
+    "Windows of about {window}: each window's percentiles are exact for that window (from the difference of "
+    "Locust's cumulative histograms). Drag to zoom (all time charts move together); click a legend entry to hide "
+    "a line; the triangles at the bottom are events (hover for what happened)."
+)
+ACCOUNTING_NOTE = (
+    "Where every request record went: emitted = indexed + written + spooled + dead-lettered + dropped + queued + "
+    "in flight."
+)
+
+
 def render(fig: RunFigures, verdicts: Sequence[Verdict] = ()) -> str:
-    roots, chart_sections = run_charts(fig)
-    sections: list[dict[str, Any]] = [{"title": "Run", "id": "run", "tables": [header_table(fig).html()], "charts": []}]
+    roots, charted = run_charts(fig)
+    sections = [section("Run", "run", tables=[header_table(fig)])]
     if verdicts:
         failed = sum(not v.passed for v in verdicts)
         note = f"{failed} of {len(verdicts)} objectives breached" if failed else f"all {len(verdicts)} objectives met"
-        sections.append(
-            {
-                "title": "Service-level objectives",
-                "id": "slo",
-                "note": note,
-                "tables": [verdict_table(verdicts).html()],
-                "charts": [],
-            }
-        )
-    sections.append(
-        {"title": "Requests per endpoint", "id": "endpoints", "tables": [endpoint_table(fig).html()], "charts": [],
-         "note": "Locust's final figures; percentiles in ms from Locust's histogram (equal to Locust's own). Click a column to sort."}
-    )  # fmt: skip
+        sections.append(section("Service-level objectives", "slo", tables=[verdict_table(verdicts)], note=note))
+    sections.append(section("Requests per endpoint", "endpoints", tables=[endpoint_table(fig)], note=ENDPOINTS_NOTE))
     window = f"{fig.window_s:.0f} s" if fig.window_s else "one snapshot interval"
-    sections.append(
-        {"title": "Over time", "id": "charts", "charts": chart_sections["load"], "tables": [],
-         "note": f"Windows of about {window}: each window's percentiles are exact for that window (from the difference "
-                 "of Locust's cumulative histograms). Drag to zoom (all time charts move together), click a legend entry to hide a line."}
-    )  # fmt: skip
-    if "workers" in chart_sections:
-        sections.append(
-            {
-                "title": "Per worker",
-                "id": "workers",
-                "charts": chart_sections["workers"],
-                "tables": [worker_table(fig).html()],
-            }
-        )
-    if "status" in chart_sections:
-        sections.append({"title": "Status codes", "id": "status", "charts": chart_sections["status"], "tables": []})
-    sections.append(
-        {
-            "title": "Errors",
-            "id": "errors",
-            "tables": [error_table(fig).html()],
-            "charts": [],
-            "note": "" if fig.errors else "no failed requests",
-        }
-    )
+    sections.append(section("Over time", "charts", charts=charted["load"], note=CHARTS_NOTE.format(window=window)))
+    if "workers" in charted:
+        sections.append(section("Per worker", "workers", tables=[worker_table(fig)], charts=charted["workers"]))
+    if "status" in charted:
+        sections.append(section("Status codes", "status", charts=charted["status"], note="by request start time"))
+    sections.append(section("Errors", "errors", tables=[error_table(fig)], note="" if fig.errors else "none"))
     if fig.user_errors:
-        sections.append(
-            {
-                "title": "User errors (exceptions in user code)",
-                "id": "user_errors",
-                "charts": [],
-                "tables": [],
-                "details": [
-                    {
-                        "summary": f"{u['count']} x {u['message']} (nodes: {', '.join(map(str, u['nodes']))})",
-                        "text": u["traceback"],
-                    }
-                    for u in fig.user_errors
-                ],
-            }
-        )
+        details = [
+            {"summary": f"{u['count']} x {u['message']} (nodes: {', '.join(map(str, u['nodes']))})",
+             "text": u["traceback"]}
+            for u in fig.user_errors
+        ]  # fmt: skip
+        sections.append(section("User errors (exceptions in user code)", "user_errors", details=details))
+    sections.append(section(f"The {len(fig.slowest)} slowest requests", "slowest", tables=[slowest_table(fig)]))
     sections.append(
-        {
-            "title": f"The {len(fig.slowest)} slowest requests",
-            "id": "slowest",
-            "tables": [slowest_table(fig).html()],
-            "charts": [],
-        }
-    )
-    sections.append(
-        {
-            "title": "The sink's accounting per node",
-            "id": "accounting",
-            "tables": [accounting_table(fig).html()],
-            "charts": [],
-            "note": "where every request record went: emitted = indexed + written + spooled + dead-lettered + dropped + queued + in flight",
-        }
+        section("The sink's accounting per node", "accounting", tables=[accounting_table(fig)], note=ACCOUNTING_NOTE)
     )
     heading = f"locust-sink report: {fig.run_id}"
-    note = f"{fig.total.requests:,} requests, {fig.total.failures:,} failures ({fig.total.failure_pct:.2f} %), p95 {fmt.ms(fig.total.p95)} ms"
+    t = fig.total
+    note = f"{t.requests:,} requests, {t.failures:,} failures ({t.failure_pct:.2f} %), p95 {fmt.ms(t.p95)} ms"
     return page(heading, heading, note, fig.warnings, sections, roots)
-
-
-def worker_table(fig: RunFigures) -> Table:
-    table = Table(
-        "workers",
-        ("Worker", "# Requests", "# Fails", "RPS", "Avg (ms)", "p50", "p95", "p99", "Max (ms)"),
-        left=frozenset({0}),
-    )
-    for r in fig.workers:
-        table.add([r.key, Cell(f"{r.requests:,}", r.requests), Cell(f"{r.failures:,}", r.failures), Cell(fmt.num(r.rps, 2), r.rps),
-                   Cell(fmt.ms(r.avg_ms), r.avg_ms), Cell(fmt.ms(r.p50), r.p50), Cell(fmt.ms(r.p95), r.p95),
-                   Cell(fmt.ms(r.p99), r.p99), Cell(fmt.ms(r.max_ms), r.max_ms)])  # fmt: skip
-    return table
-
-
-def error_table(fig: RunFigures) -> Table:
-    table = Table(
-        "errors_table", ("Method", "Name", "Error", "Count", "First seen", "Last seen"), left=frozenset({0, 1, 2})
-    )
-    for e in fig.errors[:200]:
-        table.add([e["method"] or "", e["name"] or "", Cell(e["error"], cls="wrap"), Cell(f"{e['count']:,}", e["count"]),
-                   Cell(fmt.when(e["first_seen"]), e["first_seen"]), Cell(fmt.when(e["last_seen"]), e["last_seen"])])  # fmt: skip
-    return table
-
-
-def slowest_table(fig: RunFigures) -> Table:
-    table = Table(
-        "slowest_table",
-        ("Time", "Node", "Method", "Name", "URL", "Status", "Response time (ms)"),
-        left=frozenset({0, 1, 2, 3, 4}),
-    )
-    for s in fig.slowest:
-        table.add([Cell(fmt.when(s["time"]), s["time"]), s["node"] or "", s["method"] or "", s["name"] or "",
-                   Cell(s["url"] or "", cls="wrap"), s["status"] if s["status"] is not None else "",
-                   Cell(fmt.ms(s["response_time"]), s["response_time"])])  # fmt: skip
-    return table
-
-
-def accounting_table(fig: RunFigures) -> Table:
-    fields = ("emitted", "indexed", "written", "spooled", "dead_lettered", "dropped", "queued", "in_flight")
-    table = Table(
-        "accounting_table", ("Node", *fields, "sampled out", "state", "balanced", "from"), left=frozenset({0})
-    )
-    for a in fig.accounting:
-        d = a.as_dict()
-        table.add([a.node, *(Cell(f"{d[f]:,}", d[f]) for f in fields), d["sampled_out"], d["state"] or "",
-                   Cell("yes" if a.balanced else "NO", cls="ok" if a.balanced else "bad"), d["from"]],
-                  cls="" if a.balanced else "regressed")  # fmt: skip
-    return table

@@ -129,13 +129,16 @@ def check_slos(fig: RunFigures, texts: Sequence[str]) -> list[Verdict]:
     return verdicts
 
 
+def pct_change(base: float, cand: float) -> float:
+    """Percent of the baseline; from 0 to anything else is an infinite change."""
+    if base == 0:
+        return 0.0 if cand == 0 else math.copysign(math.inf, cand)
+    return 100.0 * (cand - base) / base
+
+
 def change(base: float, cand: float, rule: Rule) -> float:
     """The change a fail-on rule measures: percent of the baseline, or an absolute difference."""
-    if rule.relative_change:
-        if base == 0:
-            return 0.0 if cand == 0 else math.copysign(math.inf, cand)
-        return 100.0 * (cand - base) / base
-    return cand - base
+    return pct_change(base, cand) if rule.relative_change else cand - base
 
 
 def check_regressions(baseline: RunFigures, candidate: RunFigures, texts: Sequence[str]) -> list[Verdict]:
