@@ -4,7 +4,8 @@ Only /usr/bin/chromium and /usr/bin/chromedriver (apt packages chromium, chromiu
 Manager (which would download a driver or a browser) is replaced by a function that fails the test.
 Console messages and every URL the page requested are recorded (Chrome's browser and performance logs).
 
-Also a command: `python3 tests/browser.py PAGE.html OUT.png` writes a full-page screenshot of PAGE.
+Also a command: `python3 tests/browser.py PAGE.html OUT.png [MAX_HEIGHT]` writes a screenshot of PAGE (the
+whole page, or its top MAX_HEIGHT pixels); docs/report.png is made so from the demo's report.
 """
 
 from __future__ import annotations
@@ -147,10 +148,12 @@ class Browser:
             f"#{table_id} {part} tr",
         )
 
-    def screenshot(self, path: str | Path) -> Path:
-        """The whole page (beyond the window) as a PNG."""
+    def screenshot(self, path: str | Path, max_height: int | None = None) -> Path:
+        """The whole page (beyond the window) as a PNG, or its top `max_height` pixels."""
         metrics = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
-        size = metrics.get("cssContentSize") or metrics["contentSize"]
+        size = dict(metrics.get("cssContentSize") or metrics["contentSize"])
+        if max_height:
+            size["height"] = min(size["height"], max_height)
         shot = self.driver.execute_cdp_cmd(
             "Page.captureScreenshot",
             {"format": "png", "captureBeyondViewport": True,
@@ -163,9 +166,11 @@ class Browser:
 
 def main(argv: list[str]) -> int:
     page, out = Path(argv[0]).resolve(), argv[1]
-    with Browser() as browser:
+    max_height = int(argv[2]) if len(argv) > 2 else None
+    with Browser(width=1300) as browser:
         state = browser.open(page.as_uri())
-        browser.screenshot(out)
+        state.pop("types", None)
+        browser.screenshot(out, max_height)
         print(f"{out}: {state}, {len(browser.errors())} console errors")
     return 0
 
