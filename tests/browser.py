@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -79,6 +80,7 @@ class Browser:
 
     def __init__(self, width: int = 1400, height: int = 1000) -> None:
         selenium_manager.SeleniumManager.binary_paths = _no_selenium_manager  # type: ignore[method-assign]
+        os.environ["SE_OFFLINE"] = "true"  # and, should anything still call it, Selenium Manager stays offline
         self.profile = Path(tempfile.mkdtemp(prefix="chromium-profile-"))
         options = webdriver.ChromeOptions()
         options.binary_location = CHROMIUM

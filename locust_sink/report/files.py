@@ -44,8 +44,11 @@ def documents(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
                 continue
             head, action = action, None
             try:
-                meta = next(iter(orjson.loads(head).values()))
-                index = str(meta.get("_index", ""))
+                if b'-requests","_id"' in head:  # the sink's request action lines: no need to parse them
+                    index = "requests"
+                else:
+                    meta = next(iter(orjson.loads(head).values()))
+                    index = str(meta.get("_index", ""))
                 doc = orjson.loads(line)
             except (orjson.JSONDecodeError, StopIteration, AttributeError):
                 continue  # a torn line (a process killed while writing): skip the pair

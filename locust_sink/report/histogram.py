@@ -37,8 +37,14 @@ def bucket(response_time: float) -> int:
 
 def parse(raw: Mapping[Any, Any] | None) -> Histogram:
     """A stored histogram (string keys, from JSON) as ints; bad entries are skipped."""
+    if not raw:
+        return {}
+    try:  # the usual case: Locust's int keys as JSON strings, int counts
+        return {int(key): int(count) for key, count in raw.items() if count}
+    except (TypeError, ValueError):
+        pass
     hist: Histogram = {}
-    for key, count in (raw or {}).items():
+    for key, count in raw.items():
         try:
             ms, n = int(float(key)), int(count)
         except (TypeError, ValueError):

@@ -70,43 +70,68 @@ class RequestAccumulator:
         self._heap: list[tuple[float, int, dict[str, Any]]] = []
         self._errors: dict[tuple[str, str, str], list] = {}
         self._other_errors: list = [0, None, None]
+        self._seconds: dict[str, float] = {}
 
     def add(self, doc: dict[str, Any]) -> None:
+        """One request document (this runs once per request of the run: kept lean)."""
         f = self.figures
         f.documents += 1
-        t = epoch(doc.get("@timestamp"))
+        t = self._epoch(doc.get("@timestamp"))
         rt = doc.get("response_time")
-        rt = float(rt) if isinstance(rt, (int, float)) else None
-        method, name = str(doc.get("request_type") or ""), str(doc.get("name") or "")
-        success = doc.get("success") is not False
-        node = str(doc.get("node") or "")
-        f.per_node[node] += 1
-        if doc.get("sample_rate") is not None:
+        method, name = doc.get("request_type") or "", doc.get("name") or ""
+        f.per_node[doc.get("node") or ""] += 1
+        if "sample_rate" in doc:
             f.sampled = True
         if t is not None:
-            f.first = t if f.first is None else min(f.first, t)
-            f.last = t if f.last is None else max(f.last, t)
+            if f.first is None or t < f.first:
+                f.first = t
+            if f.last is None or t > f.last:
+                f.last = t
+            second = int(t)
+            counts = f.status.get(second)
+            if counts is None:
+                counts = f.status[second] = Counter()
             code = doc.get("status_code")
-            f.status.setdefault(int(t), Counter())[int(code) if isinstance(code, int) else 0] += 1
-        ep = f.endpoints.get(endpoint_key(method, name))
+            counts[code if type(code) is int else 0] += 1
+        key = endpoint_key(method, name)
+        ep = f.endpoints.get(key)
         if ep is None:
-            ep = f.endpoints[endpoint_key(method, name)] = EndpointDocs()
+            ep = f.endpoints[key] = EndpointDocs()
         ep.requests += 1
-        ep.total_len += int(doc.get("response_length") or 0)
-        if rt is not None:
+        ep.total_len += doc.get("response_length") or 0
+        if type(rt) in (float, int):
             ep.total_rt += rt
-            ep.min_rt = rt if ep.min_rt is None else min(ep.min_rt, rt)
-            ep.max_rt = max(ep.max_rt, rt)
+            if ep.min_rt is None or rt < ep.min_rt:
+                ep.min_rt = rt
+            if rt > ep.max_rt:
+                ep.max_rt = rt
             ms = h.bucket(rt)
             ep.hist[ms] = ep.hist.get(ms, 0) + 1
-            item = (rt, f.documents, doc)
-            if len(self._heap) < self._slowest_n:
-                heapq.heappush(self._heap, item)
-            elif rt > self._heap[0][0]:
-                heapq.heapreplace(self._heap, item)
-        if not success:
+            heap = self._heap
+            if len(heap) < self._slowest_n:
+                heapq.heappush(heap, (rt, f.documents, doc))
+            elif rt > heap[0][0]:
+                heapq.heapreplace(heap, (rt, f.documents, doc))
+        if doc.get("success") is False:
             ep.failures += 1
             self._error((method, name, str(doc.get("exception") or "")), t)
+
+    def _epoch(self, value: Any) -> float | None:
+        """`epoch()` with the whole-second part cached: documents come in time order, many per second."""
+        if type(value) is str and len(value) == 24 and value[19] == ".":
+            base = self._seconds.get(value[:19])
+            if base is None:
+                parsed = epoch(value[:19] + "Z")
+                if parsed is None:
+                    return None
+                if len(self._seconds) > 100_000:
+                    self._seconds.clear()
+                base = self._seconds[value[:19]] = parsed
+            try:
+                return base + int(value[20:23]) / 1000.0
+            except ValueError:
+                return epoch(value)
+        return epoch(value)
 
     def _error(self, key: tuple[str, str, str], t: float | None) -> None:
         row = self._errors.get(key)

@@ -25,9 +25,17 @@ class Point:
     failures: int
     none_requests: int
     total_rt: float
-    hist: h.Histogram
+    raw_hist: dict[str, Any] | None  # as stored; parsed only for the points a series keeps
     users: int | None = None
     final: bool = False
+    _hist: h.Histogram | None = None
+
+    @property
+    def hist(self) -> h.Histogram:
+        if self._hist is None:
+            self._hist = h.parse(self.raw_hist)
+            self.raw_hist = None
+        return self._hist
 
     @classmethod
     def from_doc(cls, t: float, doc: dict[str, Any]) -> Point:
@@ -37,7 +45,7 @@ class Point:
             failures=int(doc.get("num_failures") or 0),
             none_requests=int(doc.get("num_none_requests") or 0),
             total_rt=float(doc.get("total_response_time") or 0.0),
-            hist=h.parse(doc.get("response_times")),
+            raw_hist=doc.get("response_times"),
             users=doc.get("user_count"),
             final=bool(doc.get("final")),
         )
