@@ -188,3 +188,58 @@ def test_without_bokeh_text_and_json_work_and_html_says_what_to_install(tmp_path
             assert doc["total"]["requests"] == 1 and doc["endpoints"][0]["p50"] == 12
         else:
             assert "GET   /a" in proc.stdout
+
+
+def test_html_escapes_every_recorded_string():
+    from locust_sink.report import html
+
+    fig = RunFigures(run_id="<i>r</i>", source="<b>src</b>")
+    fig.endpoints = [EndpointRow("GET <script>x()</script>", "GET", "<script>x()</script>", requests=1)]
+    fig.warnings = ["<script>warn()</script>"]
+    fig.errors = [{"method": "GET", "name": "<script>e()</script>", "error": "<img src=x onerror=y()>", "count": 1,
+                   "first_seen": None, "last_seen": None}]  # fmt: skip
+    fig.user_errors = [{"count": 1, "message": "<script>m()</script>", "traceback": "<tb>", "nodes": ["<n>"]}]
+    out = html.render(fig)
+    for raw in ("<script>x()</script>", "<script>warn()</script>", "<img src=x", "<script>m()</script>", "<tb>",
+                "<i>r</i>", "<b>src</b>", "<script>e()</script>", "<n>"):  # fmt: skip
+        assert raw not in out, raw
+    assert "&lt;script&gt;warn()&lt;/script&gt;" in out and 'id="warnings"' in out
+
+
+def test_html_stays_small_with_many_endpoints_and_a_long_run():
+    """120 endpoints and 2,000 snapshots (a run of 100 minutes at 3 s): the series are thinned to at most
+    480 points, 50 endpoints are selectable and 12 charted; the table has them all."""
+    from locust_sink.report import html
+
+    collector = RunCollector("long")
+    collector.add("runs", {"run_id": "long", "status": "stopped", "start_time": 0, "end_time": 6000.0,
+                           "duration_s": 6000.0, "sink": {}})  # fmt: skip
+    for i in range(1, 2001):
+        for e in range(120):
+            n = i * (e + 1)
+            collector.add(
+                "stats",
+                {
+                    "@timestamp": 3.0 * i,
+                    "source": "local",
+                    "node": "local",
+                    "run_id": "long",
+                    "request_type": "GET",
+                    "name": f"/e{e}",
+                    "num_requests": n,
+                    "num_failures": 0,
+                    "total_response_time": 5.0 * n,
+                    "response_times": {"5": n},
+                    "final": i == 2000,
+                },
+            )
+        collector.add("stats", {"@timestamp": 3.0 * i, "source": "local", "node": "local", "run_id": "long",
+                                "is_aggregated": True, "name": "Aggregated", "num_requests": i * 7260,
+                                "response_times": {"5": i * 7260}, "final": i == 2000})  # fmt: skip
+    fig = collector.build(RequestFigures(), "test")
+    assert len(fig.endpoints) == 120 and fig.total.requests == 2000 * 7260
+    assert all(len(cols["t"]) <= 480 for cols in fig.series.values())
+    assert sum(fig.series[TOTAL]["requests"]) == fig.total.requests
+    out = html.render(fig)
+    assert len(out.encode()) < 3_000_000, len(out.encode())
+    assert out.count("<tr") >= 120

@@ -29,6 +29,9 @@ def load(source: str | None, args: argparse.Namespace, connect: Connect, es_cach
     path = Path(source) if source else None
     if path is not None and path.exists():
         folder = path
+        last = getattr(args, "last", False)
+        if path.is_dir() and not last and not is_run_folder(path) and newest_run_folder(path) is not None:
+            raise CommandError(f"{path} is a results root: add --last for its newest run, or give a run folder")
         if getattr(args, "last", False) and not is_run_folder(path):
             found = newest_run_folder(path)
             if found is None:

@@ -27,6 +27,7 @@ from .tables import (
 )
 
 MAX_CHART_ENDPOINTS = 12
+MAX_SELECTABLE_ENDPOINTS = 50  # the report's size grows with each: their series and histograms are inline
 
 
 def template() -> Any:
@@ -45,20 +46,21 @@ def page(title: str, heading: str, note: str, warnings: Sequence[str], sections:
     )
 
 
-def chart_keys(fig: RunFigures) -> list[str]:
-    """Endpoints charted one line each: the busiest ones (all of them are in the table and the selector)."""
+def chart_keys(fig: RunFigures, limit: int) -> list[str]:
+    """The busiest endpoints: charted one line each (12), or selectable (50); all of them are in the table."""
     ranked = sorted(fig.endpoints, key=lambda r: (-r.requests, r.key))
-    return [r.key for r in ranked[:MAX_CHART_ENDPOINTS]]
+    return [r.key for r in ranked[:limit]]
 
 
 def run_charts(fig: RunFigures) -> tuple[list, dict[str, list[str]]]:
     """The Bokeh roots of one run and, per report section, the names of its charts."""
     x_range = charts.time_range()
-    series = {key: ColumnDataSource(cols, name=f"series:{key}") for key, cols in fig.series.items()}
+    selectable = {TOTAL, *chart_keys(fig, MAX_SELECTABLE_ENDPOINTS)}
+    series = {key: ColumnDataSource(cols) for key, cols in fig.series.items() if key in selectable}
     empty = {c: [] for c in SERIES_COLUMNS}
     total = series.get(TOTAL) or ColumnDataSource(empty)
-    hists = {key: ColumnDataSource(cols) for key, cols in fig.histograms.items()}
-    options = [TOTAL, *sorted(k for k in fig.series if k != TOTAL)]
+    hists = {key: ColumnDataSource(cols) for key, cols in fig.histograms.items() if key in selectable}
+    options = [TOTAL, *sorted(k for k in series if k != TOTAL)]
     selected = ColumnDataSource(dict(total.data))
     selected_hist = ColumnDataSource(
         dict(hists[TOTAL].data) if TOTAL in hists else {"ms": [], "left": [], "right": [], "count": []}
@@ -66,22 +68,23 @@ def run_charts(fig: RunFigures) -> tuple[list, dict[str, list[str]]]:
     rt = charts.response_time_chart(selected, x_range, f"Response time per window: {TOTAL}")
     hist = charts.histogram_chart(selected_hist, f"Response time distribution (whole run): {TOTAL}")
     select = charts.endpoint_selector(options, selected, series, selected_hist, hists, [rt.title, hist.title])
-    keys = chart_keys(fig)
-    per_ep = {k: series[k] for k in keys if k in series}
+    per_ep = {k: series[k] for k in chart_keys(fig, MAX_CHART_ENDPOINTS) if k in series}
     throughput = charts.throughput_chart(total, x_range)
-    failures = charts.per_endpoint_chart(per_ep, x_range, "fail_s", "Failures per second by endpoint", "failures/s")
-    p95 = charts.per_endpoint_chart(per_ep, x_range, "p95", "p95 per window by endpoint", "ms")
-    rps = charts.per_endpoint_chart(per_ep, x_range, "rps", "Requests per second by endpoint", "requests/s")
-    time_charts = [throughput, rt, failures, p95, rps]
+    time_charts = [throughput, rt]
     roots: dict[str, Any] = {
         "throughput": throughput,
         "rt": column(select, rt, sizing_mode="stretch_width", name="rt"),
-        "failures": failures,
-        "p95": p95,
-        "rps": rps,
         "hist": hist,
     }
-    sections = {"load": ["throughput", "rt", "hist", "p95", "rps", "failures"]}
+    if per_ep:
+        for name, column_name, title, unit in (
+            ("p95", "p95", "p95 per window by endpoint", "ms"),
+            ("rps", "rps", "Requests per second by endpoint", "requests/s"),
+            ("failures", "fail_s", "Failures per second by endpoint", "failures/s"),
+        ):
+            roots[name] = charts.per_endpoint_chart(per_ep, x_range, column_name, title, unit)
+            time_charts.append(roots[name])
+    sections = {"load": list(roots)}
     if fig.worker_series:
         wsources = {k: ColumnDataSource(v) for k, v in sorted(fig.worker_series.items())}
         roots["workers_rps"] = charts.per_endpoint_chart(
