@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import uuid
@@ -339,14 +338,3 @@ def test_reports_in_chromium(runs, es_url, tmp_path):
                 assert got == {p: float(want[p]) for p in PERCENTILES}, (label, key)
     assert (tmp_path / "D.png").stat().st_size > 50_000
 
-
-def test_report_screenshot_for_the_docs(runs, tmp_path):
-    """Set LOCUST_SINK_SCREENSHOT=docs/report.png to refresh the README's screenshot from a real run."""
-    target = os.environ.get("LOCUST_SINK_SCREENSHOT")
-    if not target:
-        pytest.skip("LOCUST_SINK_SCREENSHOT not set")
-    page = tmp_path / "shot.html"
-    assert cli("report", str(runs["D"].folder), "-o", str(page)).returncode == 0
-    with Browser(width=1300) as browser:
-        browser.open(page.as_uri())
-        shutil.copy(browser.screenshot(tmp_path / "shot.png"), target)
