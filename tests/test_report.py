@@ -337,4 +337,3 @@ def test_reports_in_chromium(runs, es_url, tmp_path):
                 got = dict(zip(PERCENTILES, map(float, row[9:14]), strict=True))
                 assert got == {p: float(want[p]) for p in PERCENTILES}, (label, key)
     assert (tmp_path / "D.png").stat().st_size > 50_000
-
