@@ -77,21 +77,26 @@ def refresh(es: Any, prefix: str) -> None:
 
 
 def _scan(es: Any, index: str, run_id: str) -> Any:
-    """The run's documents of one index in @timestamp order, PAGE at a time (search_after on a sort that is
-    unique per document: @timestamp, then the per-document sort value `_doc` of the single shard)."""
-    after: list[Any] | None = None
-    while True:
-        kwargs: dict[str, Any] = {"search_after": after} if after else {}
-        resp = es.search(
-            index=index, size=PAGE, query=_run_filter(run_id), sort=[{"@timestamp": "asc"}, {"_doc": "asc"}],
-            ignore_unavailable=True, allow_no_indices=True, **kwargs,
-        )  # fmt: skip
-        hits = resp["hits"]["hits"]
-        for hit in hits:
-            yield hit["_source"]
-        if len(hits) < PAGE:
-            return
-        after = hits[-1]["sort"]
+    """The run's documents of one index in @timestamp order, PAGE at a time: a sorted scroll (core in every
+    build, and ordered across shards, where `search_after` on @timestamp would need a unique tiebreaker)."""
+    resp = es.search(
+        index=index, size=PAGE, query=_run_filter(run_id), sort=[{"@timestamp": "asc"}, "_doc"], scroll="2m",
+        ignore_unavailable=True, allow_no_indices=True,
+    )  # fmt: skip
+    scroll_id = resp.get("_scroll_id")
+    try:
+        while True:
+            hits = resp["hits"]["hits"]
+            for hit in hits:
+                yield hit["_source"]
+            if len(hits) < PAGE or not scroll_id:
+                return
+            resp = es.scroll(scroll_id=scroll_id, scroll="2m")
+            scroll_id = resp.get("_scroll_id", scroll_id)
+    finally:
+        if scroll_id:
+            with contextlib.suppress(Exception):
+                es.clear_scroll(scroll_id=scroll_id)
 
 
 def _request_overview(es: Any, prefix: str, run_id: str, with_percentiles: bool) -> RequestFigures:
