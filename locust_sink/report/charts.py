@@ -163,8 +163,11 @@ def status_chart(status: ColumnDataSource, codes: Sequence[str], x_range: DataRa
 
 
 def add_events(fig, events: ColumnDataSource, kinds: Sequence[str], times: Sequence[float]) -> None:
-    """Events as annotations: a vertical line per event and a marker with its message on hover."""
+    """Events as annotations: a marker per event with its message on hover, and a vertical line for the ones
+    that mark a phase (`EVENT_COLORS`: start, stop, spawning complete, workers joining or lost, sink trouble)."""
     for t, kind in zip(times, kinds, strict=True):
+        if kind not in EVENT_COLORS:
+            continue
         fig.add_layout(Span(location=t, dimension="height", line_color=EVENT_COLORS.get(kind, "#bbbbbb"),
                             line_dash="dotted", line_width=1))  # fmt: skip
     marks = fig.scatter("t", 0, source=events, marker="inverted_triangle", size=9, color="#555555", alpha=0.8)

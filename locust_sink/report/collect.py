@@ -98,6 +98,12 @@ class RunCollector:
             if doc.get("final"):
                 self.worker_final[node] = doc
 
+    def kept_main_timestamps(self) -> list[Any]:
+        """The snapshot times the main source's Total series keeps: the only ones whose per-endpoint rows
+        the report needs (the rows of one snapshot share its timestamp and its clock)."""
+        total = self.main.get(TOTAL)
+        return total.stamps() if total is not None else []
+
     def add_event(self, doc: dict[str, Any]) -> None:
         kind = doc.get("event")
         details = doc.get("details") or {}

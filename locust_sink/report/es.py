@@ -15,7 +15,7 @@ import math
 from collections import Counter
 from typing import Any
 
-from .collect import RunCollector
+from .collect import MAIN_SOURCES, RunCollector
 from .files import SourceError
 from .model import RunFigures, endpoint_key
 from .requests import EndpointDocs, RequestFigures, epoch, slow_row
@@ -49,9 +49,9 @@ def read_es_run(
     run = es.options(ignore_status=404).get(index=f"{prefix}-runs", id=run_id)
     if run.get("found"):
         collector.add_run(dict(run["_source"]))
-    for family in ("stats", "events"):
-        for doc in _scan(es, f"{prefix}-{family}", run_id):
-            collector.add(family, doc)
+    _read_snapshots(es, prefix, run_id, collector)
+    for doc in _scan(es, f"{prefix}-events", _run_filter(run_id)):
+        collector.add("events", doc)
     if collector.run_doc is None and not collector.main:
         requests = _request_overview(es, prefix, run_id, with_percentiles=True)
         if not requests.documents:
@@ -76,11 +76,29 @@ def refresh(es: Any, prefix: str) -> None:
         es.indices.refresh(index=f"{prefix}-*", ignore_unavailable=True, allow_no_indices=True)
 
 
-def _scan(es: Any, index: str, run_id: str) -> Any:
+def _read_snapshots(es: Any, prefix: str, run_id: str, collector: RunCollector) -> None:
+    """Snapshots in two passes, to fetch only the histograms the report keeps: first the Aggregated rows (the
+    Total and per-worker series; their thinning decides which snapshot times are kept), then the main source's
+    per-endpoint rows of those times only. Per-endpoint rows of workers are never needed."""
+    index = f"{prefix}-stats"
+    aggregated = {"bool": {"filter": [{"term": {"run_id": run_id}}, {"term": {"is_aggregated": True}}]}}
+    for doc in _scan(es, index, aggregated):
+        collector.add("stats", doc)
+    times = collector.kept_main_timestamps()
+    for i in range(0, len(times), PAGE):
+        rows = {"bool": {"filter": [
+            {"term": {"run_id": run_id}}, {"term": {"is_aggregated": False}},
+            {"terms": {"source": list(MAIN_SOURCES)}}, {"terms": {"@timestamp": times[i : i + PAGE]}},
+        ]}}  # fmt: skip
+        for doc in _scan(es, index, rows):
+            collector.add("stats", doc)
+
+
+def _scan(es: Any, index: str, query: dict[str, Any]) -> Any:
     """The run's documents of one index in @timestamp order, PAGE at a time: a sorted scroll (core in every
     build, and ordered across shards, where `search_after` on @timestamp would need a unique tiebreaker)."""
     resp = es.search(
-        index=index, size=PAGE, query=_run_filter(run_id), sort=[{"@timestamp": "asc"}, "_doc"], scroll="2m",
+        index=index, size=PAGE, query=query, sort=[{"@timestamp": "asc"}, "_doc"], scroll="2m",
         ignore_unavailable=True, allow_no_indices=True,
     )  # fmt: skip
     scroll_id = resp.get("_scroll_id")

@@ -28,6 +28,7 @@ class Point:
     raw_hist: dict[str, Any] | None  # as stored; parsed only for the points a series keeps
     users: int | None = None
     final: bool = False
+    stamp: Any = None  # the snapshot's @timestamp as stored (to ask Elasticsearch for the same snapshot's rows)
     _hist: h.Histogram | None = None
 
     @property
@@ -48,6 +49,7 @@ class Point:
             raw_hist=doc.get("response_times"),
             users=doc.get("user_count"),
             final=bool(doc.get("final")),
+            stamp=doc.get("@timestamp"),
         )
 
 
@@ -103,6 +105,10 @@ class Series:
         self.points.append((index, point))
         if len(self.points) > 2 * self.clock.max_points + 2:
             self.points = [p for i, p in enumerate(self.points) if self.clock.keeps(p[0]) or i == len(self.points) - 1]
+
+    def stamps(self) -> list[Any]:
+        """The stored @timestamp of every point kept (thinned as it is now)."""
+        return [p.stamp for _, p in self.points]
 
     @property
     def last(self) -> Point | None:
