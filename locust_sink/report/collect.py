@@ -243,9 +243,9 @@ class RunCollector:
         return out
 
 
-def _run_rank(doc: Mapping[str, Any]) -> tuple[int, int]:
+def _run_rank(doc: Mapping[str, Any]) -> int:
     """Which copy of the run document is the newest: the closing one has `sink`, the finished one `end_time`."""
-    return (1 if "sink" in doc else 0) + (1 if "end_time" in doc else 0) + (1 if "exit_code" in doc else 0), 0
+    return ("sink" in doc) + ("end_time" in doc) + ("exit_code" in doc)
 
 
 def _last_doc(series: Series | None) -> dict[str, Any] | None:

@@ -47,7 +47,7 @@ def load(source: str | None, args: argparse.Namespace, connect: Connect, es_cach
     if "es" not in es_cache:
         es_cache["es"] = connect(args)[0]
     es = es_cache["es"]
-    run_id = newest_run_id(es, args.es_index_prefix) if source is None or source == "last" else source
+    run_id = newest_run_id(es, args.es_index_prefix) if source is None else source
     return read_es_run(es, run_id, prefix=args.es_index_prefix, slowest=args.slowest)
 
 
