@@ -67,7 +67,7 @@ class RunCollector:
     def add_run(self, doc: dict[str, Any]) -> None:
         """The run document is written several times (`create`, then `index`): the last one wins."""
         self.run_docs_seen += 1
-        if self.run_doc is None or _run_rank(doc) >= _run_rank(self.run_doc):
+        if self.run_doc is None or run_rank(doc) >= run_rank(self.run_doc):
             self.run_doc = doc
 
     def add_stats(self, doc: dict[str, Any]) -> None:
@@ -243,7 +243,7 @@ class RunCollector:
         return out
 
 
-def _run_rank(doc: Mapping[str, Any]) -> int:
+def run_rank(doc: Mapping[str, Any]) -> int:
     """Which copy of the run document is the newest: the closing one has `sink`, the finished one `end_time`."""
     return ("sink" in doc) + ("end_time" in doc) + ("exit_code" in doc)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from .collect import RunCollector
+from .collect import RunCollector, run_rank
 from .model import RunFigures
 from .requests import RequestAccumulator
 
@@ -84,13 +84,9 @@ def last_run_document(folder: Path) -> dict[str, Any] | None:
         if not found:
             found = [doc for family, doc in documents(path) if family == "runs"]
         for doc in found:
-            if best is None or _rank(doc) >= _rank(best):
+            if best is None or run_rank(doc) >= run_rank(best):
                 best = doc
     return best
-
-
-def _rank(doc: dict[str, Any]) -> int:
-    return ("sink" in doc) + ("end_time" in doc) + ("exit_code" in doc)
 
 
 def _tail_run_documents(path: Path) -> list[dict[str, Any]]:
