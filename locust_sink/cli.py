@@ -1,4 +1,5 @@
-"""The `locust-sink` command: load NDJSON results, replay the spool, install templates, import Kibana objects.
+"""The `locust-sink` command: load NDJSON results, replay the spool, install templates, import Kibana objects,
+and report, compare and list recorded runs.
 
 This module must not import Locust (it monkey-patches the standard library through gevent).
 """
@@ -225,6 +226,67 @@ def cmd_kibana(args: argparse.Namespace) -> int:
     return 0 if result.get("success", False) else 1
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import commands
+
+    return commands.report(args, _connect)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .report import commands
+
+    return commands.compare(args, _connect)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from .report import commands
+
+    return commands.runs(args, _connect)
+
+
+def _add_report_source_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-o", "--output", default=None, help="output file ('-' for stdout; html default: report-RUN.html)"
+    )
+    parser.add_argument("--format", choices=("html", "json", "text"), default="html")
+    parser.add_argument("--slowest", type=int, default=20, help="how many of the slowest requests to list")
+    parser.add_argument("--es-index-prefix", default=_env("LOCUST_ES_INDEX_PREFIX", "locust"))
+    _add_es_arguments(parser, url_required=False)
+
+
+def _add_report_parsers(sub: Any) -> None:
+    report = sub.add_parser(
+        "report", help="one run's report: a self-contained HTML file (or --format json|text)",
+        description="SOURCE: a results folder (locust-results/RUN_ID), a results root with --last, or a run id "
+        "with --es-url (--last: the newest run).",
+    )  # fmt: skip
+    report.add_argument("source", nargs="?", help="results folder, results root (with --last) or run id (--es-url)")
+    report.add_argument("--last", action="store_true", help="the newest run (of the results root, or in ES)")
+    report.add_argument(
+        "--slo", action="append", metavar="RULE", help="objective, e.g. 'GET /api p95<200ms' or 'failure_rate<1%%'"
+    )
+    _add_report_source_arguments(report)
+    report.set_defaults(func=cmd_report)
+
+    compare = sub.add_parser(
+        "compare", help="a baseline and candidate runs side by side, with deltas and --fail-on verdicts"
+    )
+    compare.add_argument("sources", nargs="+", metavar="RUN", help="BASELINE CANDIDATE [CANDIDATE ...]")
+    compare.add_argument(
+        "--fail-on", action="append", metavar="RULE", help="breach, e.g. 'p95>+10%%' or 'failure_rate>+1pp'"
+    )
+    _add_report_source_arguments(compare)
+    compare.set_defaults(func=cmd_compare, last=False)
+
+    runs = sub.add_parser("runs", help="recorded runs, newest first (a results root, or --es-url)")
+    runs.add_argument("root", nargs="?", default=None, help="results root (default: locust-results without --es-url)")
+    runs.add_argument("--limit", type=int, default=50)
+    runs.add_argument("--format", choices=("text", "json"), default="text")
+    runs.add_argument("--es-index-prefix", default=_env("LOCUST_ES_INDEX_PREFIX", "locust"))
+    _add_es_arguments(runs, url_required=False)
+    runs.set_defaults(func=cmd_runs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="locust-sink", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"locust-sink {__version__}")
@@ -267,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     kimport.add_argument("--username", default=_env("KIBANA_USERNAME"))
     kimport.add_argument("--password", default=_env("KIBANA_PASSWORD"))
     kimport.set_defaults(func=cmd_kibana)
+    _add_report_parsers(sub)
     return parser
 
 

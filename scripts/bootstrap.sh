@@ -10,7 +10,10 @@ PYTHON=${PYTHON:-python3}
 SUT_VENV=${LOCUST_SINK_SUT_VENV:-$here/.venv-sut}
 
 need_debs=()
-for pair in nginx:nginx docker-compose:docker-compose unzip:unzip runuser:util-linux java:openjdk-17-jre-headless mvn:maven; do
+# chromium + chromium-driver: the browser tests open real reports in Debian's headless Chromium (never a
+# downloaded browser build)
+for pair in nginx:nginx docker-compose:docker-compose unzip:unzip runuser:util-linux java:openjdk-17-jre-headless \
+            mvn:maven chromium:chromium chromedriver:chromium-driver; do
   cmd=${pair%%:*}; deb=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || need_debs+=("$deb")
 done
@@ -25,7 +28,7 @@ if [ ${#need_debs[@]} -gt 0 ]; then
 fi
 
 # The package itself, editable, with test extras.
-if ! "$PYTHON" -c "import locust_sink, pytest, elasticsearch, locust, ruff" >/dev/null 2>&1 \
+if ! "$PYTHON" -c "import locust_sink, pytest, elasticsearch, locust, ruff, bokeh, selenium" >/dev/null 2>&1 \
    || [ pyproject.toml -nt "$here/.bootstrap-stamp" ]; then
   "$PYTHON" -m pip install -q --disable-pip-version-check -e ".[test]"
   touch "$here/.bootstrap-stamp"

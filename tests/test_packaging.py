@@ -63,6 +63,7 @@ def test_sdist_and_wheel_pass_twine_check(dist):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     names = zipfile.ZipFile(wheels[0]).namelist()
     assert "locust_sink/plugin.py" in names and "locust_sink/py.typed" in names
+    assert "locust_sink/report/templates/report.html.jinja" in names  # the HTML report's page
     assert any(n.startswith("locust_sink/kibana/") and n.endswith(".ndjson") for n in names), names
     assert not any(n.startswith("tests/") for n in names)
 
