@@ -12,8 +12,8 @@ otherwise it wakes on its flush interval.
 The fields of each record are stored flat, in lists of one batch each; no tuple per record is kept. A queued
 tuple would be a garbage-collector-tracked object living until its batch is encoded, and every such survivor
 counts towards the next collection of the youngest generation; stored flat, the sink adds no survivors of
-its own (measured: docs/benchmarks-history.md). The delivery engine takes them flat (`take_flat`), the form the encoder reads.
-No Locust import here.
+its own (measured: docs/benchmarks-history.md). The delivery engine takes them flat (`take_flat`), the form
+the encoder reads. No Locust import here.
 """
 
 from __future__ import annotations
