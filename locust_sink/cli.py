@@ -25,11 +25,15 @@ def _env(name: str, default: Any = None) -> Any:
     return os.environ.get(name, default)
 
 
-def _add_es_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_es_arguments(parser: argparse.ArgumentParser, url_required: bool = True) -> None:
+    """The connection options. `url_required`: the command always talks to a cluster, so --es-url defaults
+    to LOCUST_ES_URL, else DEFAULT_CLI_ES_URL; otherwise (report sources) no URL means no cluster."""
+    default = _env("LOCUST_ES_URL", DEFAULT_CLI_ES_URL if url_required else None)
+    shown = f"; default {DEFAULT_CLI_ES_URL}" if url_required else ""
     parser.add_argument(
         "--es-url",
-        default=_env("LOCUST_ES_URL", DEFAULT_CLI_ES_URL),
-        help=f"Elasticsearch URL(s), comma separated (env LOCUST_ES_URL; default {DEFAULT_CLI_ES_URL})",
+        default=default,
+        help=f"Elasticsearch URL(s), comma separated (env LOCUST_ES_URL{shown})",
     )
     parser.add_argument("--es-username", default=_env("LOCUST_ES_USERNAME"), help="env LOCUST_ES_USERNAME")
     parser.add_argument(
@@ -82,6 +86,12 @@ def _connect(args: argparse.Namespace) -> tuple[Any, EsConfig]:
     except ValueError as exc:
         raise SystemExit(f"locust-sink: bad --es-url: {redact(str(exc), config.secrets())}") from None
     return backend, config
+
+
+def _connect_client(args: argparse.Namespace) -> tuple[Any, EsConfig]:
+    """Like _connect, with the backend's client (the report's readers query it directly)."""
+    backend, config = _connect(args)
+    return backend.client, config
 
 
 class Progress:
@@ -229,19 +239,19 @@ def cmd_kibana(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import commands
 
-    return commands.report(args, _connect)
+    return commands.report(args, _connect_client)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from .report import commands
 
-    return commands.compare(args, _connect)
+    return commands.compare(args, _connect_client)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
     from .report import commands
 
-    return commands.runs(args, _connect)
+    return commands.runs(args, _connect_client)
 
 
 def _add_report_source_arguments(parser: argparse.ArgumentParser) -> None:
