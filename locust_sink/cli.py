@@ -50,6 +50,12 @@ def _add_es_arguments(parser: argparse.ArgumentParser, url_required: bool = True
         help="verify TLS certificates (default true)",
     )
     parser.add_argument("--es-request-timeout", type=float, default=30.0)
+    parser.add_argument(
+        "--es-backend",
+        choices=("auto", "elasticsearch", "opensearch"),
+        default=_env("LOCUST_ES_BACKEND", "auto"),
+        help="client: auto (from the server's GET / answer), elasticsearch or opensearch (env LOCUST_ES_BACKEND)",
+    )
 
 
 def _add_retry_argument(parser: argparse.ArgumentParser) -> None:
@@ -70,16 +76,17 @@ def _es_config(args: argparse.Namespace) -> EsConfig:
         ca_certs=args.es_ca_certs,
         verify_certs=args.es_verify_certs == "true",
         request_timeout=args.es_request_timeout,
+        backend=args.es_backend,
     )
 
 
 def _connect(args: argparse.Namespace) -> tuple[Any, EsConfig]:
     """The checked backend for the cluster the arguments name; one clear line and exit 1 when it cannot be."""
-    from .transport import ElasticsearchBackend
+    from .transport import connect
 
     config = _es_config(args)
     try:
-        backend = ElasticsearchBackend(config)
+        backend = connect(config)
         backend.check()
     except SinkTransportError as exc:
         raise SystemExit(f"locust-sink: {redact(str(exc), config.secrets())} ({config.describe()})") from None
@@ -135,7 +142,7 @@ def cmd_load(args: argparse.Namespace, replay: bool = False) -> int:
         return 0
     backend, config = _connect(args)
     if args.setup:
-        _install_templates_for(backend.client, config, files)
+        _install_templates_for(backend, config, files)
     sink_dir = target if target.is_dir() else target.parent
     if replay and sink_dir.name == "spool":
         sink_dir = sink_dir.parent
@@ -147,6 +154,7 @@ def cmd_load(args: argparse.Namespace, replay: bool = False) -> int:
         delete_delivered=replay,
         batch_size=args.batch_size,
         policy=RetryPolicy(timeout=args.retry_timeout, max_attempts=30),
+        max_leaf=getattr(backend, "max_free_form_leaf", None),
         progress=Progress("replaying" if replay else "loading"),
     )
     took = time.monotonic() - started
@@ -156,7 +164,7 @@ def cmd_load(args: argparse.Namespace, replay: bool = False) -> int:
         f"{report.files} file(s) into {config.describe()} in {took:.1f} s; dead-lettered {report.dead_lettered}"
     )
     if report.dead_lettered:
-        print(f"locust-sink: rejected documents are in {sink_dir / 'dead-letter'} with Elasticsearch's reasons")
+        print(f"locust-sink: rejected documents are in {sink_dir / 'dead-letter'} with the cluster's reasons")
     for error in report.errors:
         print(f"locust-sink: error: {redact(error, config.secrets())}", file=sys.stderr)
     if report.failed_files:
@@ -168,7 +176,7 @@ def cmd_load(args: argparse.Namespace, replay: bool = False) -> int:
     return 0
 
 
-def _install_templates_for(es: Any, config: EsConfig, files: list[Path]) -> None:
+def _install_templates_for(backend: Any, config: EsConfig, files: list[Path]) -> None:
     """Templates for every index prefix the files write to, so loaded data gets the real mappings."""
     from . import schema
     from .filesink import read_items
@@ -182,7 +190,7 @@ def _install_templates_for(es: Any, config: EsConfig, files: list[Path]) -> None
                 prefixes.add(prefix)
     for prefix in sorted(prefixes):
         try:
-            schema.install_templates(es, prefix=prefix, replicas=int(os.environ.get("LOCUST_ES_REPLICAS", "0")))
+            schema.install_templates(backend, prefix=prefix, replicas=int(os.environ.get("LOCUST_ES_REPLICAS", "0")))
         except Exception as exc:
             print(
                 f"locust-sink: template setup for {prefix}-* failed: {redact(str(exc), config.secrets())}",
@@ -210,7 +218,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
     backend, config = _connect(args)
     try:
         result = schema.install_templates(
-            backend.client, prefix=args.es_index_prefix, replicas=args.replicas, ilm_policy=args.ilm_policy
+            backend, prefix=args.es_index_prefix, replicas=args.replicas, ilm_policy=args.ilm_policy
         )
     except Exception as exc:
         print(f"locust-sink: template setup failed: {redact(str(exc), config.secrets())}", file=sys.stderr)

@@ -25,6 +25,7 @@ class EsConfig:
     ca_certs: str | None = None
     verify_certs: bool = True
     request_timeout: float = 10.0
+    backend: str = "auto"  # "elasticsearch", "opensearch", or "auto": whichever the server's `GET /` says
 
     def describe(self) -> str:
         """The URLs without user info, for log lines and documents."""
@@ -50,6 +51,8 @@ class EsConfig:
             args += ["--es-ca-certs", self.ca_certs]
         if not self.verify_certs:
             args += ["--es-verify-certs", "false"]
+        if self.backend != "auto":
+            args += ["--es-backend", self.backend]
         return args
 
     def secret_env_hint(self) -> str:

@@ -15,10 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from .bulk import BulkItem, ErrorKind, SinkTransportError
 from .delivery.retry import BulkSender, RetryPolicy
 from .delivery.spool import DeadLetters
 from .filesink import iter_batches
+from .records import cut_long_leaves
+
+FREE_FORM = ("context", "tags", "details")  # the schema's free-form fields
 
 
 @dataclass
@@ -64,9 +69,11 @@ def deliver_files(
     policy: RetryPolicy | None = None,
     progress: Callable[[int, int], None] | None = None,
     sleep: Callable[[float], Any] = time.sleep,
+    max_leaf: int | None = None,
 ) -> DeliveryReport:
     """Load (or replay) bulk files through `bulk` (body -> response). A file whose items could not all be
-    delivered is kept and named in the report; an unreachable or misconfigured cluster stops the run."""
+    delivered is kept and named in the report; an unreachable or misconfigured cluster stops the run.
+    `max_leaf`: cut longer strings in free-form fields first (the cluster would refuse those documents)."""
     sender = BulkSender(bulk, policy or RetryPolicy(timeout=60.0, max_attempts=30), sleep)
     report = DeliveryReport()
     dead = DeadLetters(sink_dir, "replay")
@@ -76,7 +83,7 @@ def deliver_files(
         tally = _FileTally(report, dead)
         size = path.stat().st_size
         for batch in iter_batches(path, batch_size):
-            sender.deliver_all(batch, tally)
+            sender.deliver_all([_cut(i, max_leaf) for i in batch] if max_leaf else batch, tally)
             if tally.error is not None:
                 report.errors.append(f"{path}: {tally.error}")
                 break
@@ -93,3 +100,13 @@ def deliver_files(
         if progress:
             progress(done_bytes, total_bytes)
     return report
+
+
+def _cut(item: BulkItem, limit: int) -> BulkItem:
+    if not any(f'"{field}":'.encode() in item.source for field in FREE_FORM):
+        return item
+    doc = orjson.loads(item.source)
+    if not any(len(orjson.dumps(doc.get(field))) > limit for field in FREE_FORM if field in doc):
+        return item
+    cut = {k: cut_long_leaves(v, limit) if k in FREE_FORM else v for k, v in doc.items()}
+    return item._replace(source=orjson.dumps(cut))

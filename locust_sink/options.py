@@ -108,6 +108,8 @@ _BOOL = {"type": str2bool, "metavar": "true|false"}
 OPTIONS: tuple[Option, ...] = (
     Option("--es-url", None, "Elasticsearch URL(s), comma separated. Without it, records go to NDJSON files in "
            "--sink-dir", "Elasticsearch URL(s), comma separated; none: file mode", type=es_urls),
+    Option("--es-backend", "auto", "Client for the cluster: auto (from the server's GET / answer), elasticsearch, or "
+           "opensearch (needs pip install 'locust-sink[opensearch]')", choices=("auto", "elasticsearch", "opensearch")),
     Option("--es-index-prefix", "locust", "Index prefix: <prefix>-requests, -stats, -runs, -events"),
     Option("--es-username", None, "Elasticsearch user (basic auth)"),
     Option("--es-password", None, "Elasticsearch password (never logged or stored; hidden from the web UI)",
@@ -257,6 +259,7 @@ class SinkOptions:
                 ca_certs=v["es_ca_certs"],
                 verify_certs=str2bool(v["es_verify_certs"]),
                 request_timeout=float(v["es_request_timeout"]),
+                backend=_choice("es_backend", v),
             )
             if urls
             else None

@@ -114,7 +114,7 @@ class LocustSink:
             def setup(backend: Any) -> None:
                 from . import schema
 
-                schema.install_templates(backend.client, prefix=prefix, replicas=replicas, ilm_policy=ilm_policy)
+                schema.install_templates(backend, prefix=prefix, replicas=replicas, ilm_policy=ilm_policy)
 
         self.delivery = Delivery(
             self.buffer, self.node, opts.index_prefix, opts.sink_dir, opts.settings, opts.es, setup
@@ -191,8 +191,11 @@ class LocustSink:
             self.close()
 
     def describe_target(self) -> str:
-        if self.options.es is not None:
-            return f"Elasticsearch {self.options.es.describe()} (indices {self.options.index_prefix}-*)"
+        es = self.options.es
+        if es is not None:
+            known = self.delivery.product() if self.delivery is not None else None
+            product = known or ("OpenSearch" if es.backend == "opensearch" else "Elasticsearch")
+            return f"{product} {es.describe()} (indices {self.options.index_prefix}-*)"
         return f"NDJSON files under {self.options.sink_dir}/{self.run_id}/ (no --es-url given)"
 
     # ----- end of run ------------------------------------------------------------------------------

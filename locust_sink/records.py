@@ -94,8 +94,24 @@ def _stringify(value: Any, depth: int = 0) -> Any:
     return _default(value)
 
 
-def request_document(record: RequestRecord, node: str) -> dict[str, Any]:
-    """The `<prefix>-requests` document for one record (see docs/DESIGN.md)."""
+def cut_long_leaves(value: Any, limit: int, depth: int = 0) -> Any:
+    """`value` with every string longer than `limit` characters cut to `limit` (a copy where anything was cut).
+    For a free-form field whose type indexes every leaf without a length limit (OpenSearch's `flat_object`:
+    Lucene refuses a term over 32,766 bytes, and with it the whole document)."""
+    if isinstance(value, str):
+        return value[:limit] if len(value) > limit else value
+    if depth > 20:
+        return value
+    if isinstance(value, Mapping):
+        return {k: cut_long_leaves(v, limit, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [cut_long_leaves(v, limit, depth + 1) for v in value]
+    return value
+
+
+def request_document(record: RequestRecord, node: str, max_leaf: int = 0) -> dict[str, Any]:
+    """The `<prefix>-requests` document for one record (see docs/DESIGN.md); `max_leaf` > 0 cuts the
+    context's long strings (cut_long_leaves)."""
     # Unpacking is several times cheaper than 12 named-attribute lookups; this runs once per record.
     (_seq, start_time, request_type, name, response_time, response_length, status_code, exception, context, url,
      run_id, sample_rate) = record  # fmt: skip
@@ -115,7 +131,7 @@ def request_document(record: RequestRecord, node: str) -> dict[str, Any]:
     if exception is not None:
         doc["exception"] = exception
     if context:
-        doc["context"] = context
+        doc["context"] = cut_long_leaves(context, max_leaf) if max_leaf else context
     if sample_rate < 1.0:
         doc["sample_rate"] = sample_rate
     return doc
@@ -133,14 +149,15 @@ class RequestEncoder:
     the same bytes. Records come as the buffer stores them: flat, RECORD_WIDTH fields each.
     """
 
-    def __init__(self, node: str, action_head: bytes) -> None:
+    def __init__(self, node: str, action_head: bytes, max_leaf: int = 0) -> None:
         self.node = node
         self.action_head = action_head  # `{"create":{"_index":"<index>","_id":`
+        self.max_leaf = max_leaf  # > 0: cut longer strings in contexts (cut_long_leaves)
         self._heads: dict[str, bytes] = {}  # run id -> action head + `"<run>:<node>:` (JSON-escaped)
 
     def encode(self, flat: Sequence[Any], first: int, last: int, lines: list[bytes]) -> None:
         """Append the action line and the document of records first..last-1 of `flat` to `lines`."""
-        node, heads, width, run_field = self.node, self._heads, RECORD_WIDTH, RUN_ID
+        node, heads, width, run_field, max_leaf = self.node, self._heads, RECORD_WIDTH, RUN_ID, self.max_leaf
         append = lines.append
         for i in range(first * width, last * width, width):
             record = flat[i : i + width]
@@ -149,7 +166,7 @@ class RequestEncoder:
             if head is None:
                 head = heads[run_id] = self.action_head + orjson.dumps(f"{run_id}:{node}:")[:-1]
             append(b'%b%d"}}' % (head, record[0]))  # document_id(run_id, node, seq); seq needs no escaping
-            append(dumps(request_document(record, node)))  # type: ignore[arg-type]
+            append(dumps(request_document(record, node, max_leaf)))  # type: ignore[arg-type]
 
     @staticmethod
     def body(lines: list[bytes]) -> bytes:

@@ -31,12 +31,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
-import elastic_transport
-import elasticsearch
-from elasticsearch import Elasticsearch
+from .transport import ClientRest, RestError
 
 SCHEMA_VERSION: int = 2
 """Bump on ANY change of a template body below: it is what lets a newer locust-sink replace older templates."""
@@ -99,16 +96,20 @@ def _text_with_keyword(ignore_above: int = KEYWORD_LONG_TEXT) -> dict[str, Any]:
     return {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": ignore_above}}}
 
 
-def _free_form(flattened: bool) -> dict[str, Any]:
+def _free_form(kind: str | bool) -> dict[str, Any]:
     """User-supplied objects (context, tags, details): must never add mapping fields.
 
-    `flattened` indexes every leaf as a keyword under ONE field (queryable as `context.key`), so any number
-    of keys cannot explode the mapping. The depth limit is raised so a deep object is not rejected, and long
-    leaves are skipped instead of failing on Lucene's term size limit. Without `flattened` the object is kept
-    in _source only.
+    `flattened` (Elasticsearch) indexes every leaf as a keyword under ONE field (queryable as `context.key`),
+    so any number of keys cannot explode the mapping; the depth limit is raised so a deep object is not
+    rejected, and long leaves are skipped instead of failing on Lucene's term size limit. `flat_object`
+    (OpenSearch) is the same idea without options (the sink cuts long leaves before sending). `disabled`
+    keeps the object in _source only (a cluster with neither type).
     """
-    if flattened:
+    kind = {True: "flattened", False: "disabled"}.get(kind, kind)  # type: ignore[call-overload]
+    if kind == "flattened":
         return {"type": "flattened", "depth_limit": 64, "ignore_above": KEYWORD_LONG_TEXT}
+    if kind == "flat_object":
+        return {"type": "flat_object"}
     return {"type": "object", "enabled": False}
 
 
@@ -116,7 +117,7 @@ def _common_properties() -> dict[str, Any]:
     return {"@timestamp": _DATE, "run_id": _KEYWORD, "node": _KEYWORD}
 
 
-def _family_properties(family: str, flattened: bool) -> dict[str, Any]:
+def _family_properties(family: str, flattened: str | bool) -> dict[str, Any]:
     """Explicit mappings for the fields listed in docs/DESIGN.md (the shared ones come from a component)."""
     if family == "requests":
         return {
@@ -228,7 +229,7 @@ def _family_properties(family: str, flattened: bool) -> dict[str, Any]:
     raise ValueError(f"unknown index family {family!r}")
 
 
-def family_mappings(family: str, flattened: bool = True) -> dict[str, Any]:
+def family_mappings(family: str, flattened: str | bool = True) -> dict[str, Any]:
     """The mapping an index of this family gets (as in the index template, without the shared component)."""
     return {
         # false, not strict: a field written by a newer locust-sink (or a typo) stays in _source instead of
@@ -240,11 +241,17 @@ def family_mappings(family: str, flattened: bool = True) -> dict[str, Any]:
 
 
 def template_bodies(
-    prefix: str, replicas: int = 0, flattened: bool = True, ilm_policy: str | None = None
+    prefix: str,
+    replicas: int = 0,
+    flattened: str | bool = True,
+    ilm_policy: str | None = None,
+    flavor: str = "elasticsearch",
 ) -> dict[str, tuple[str, dict[str, Any]]]:
     """Everything to install: `{key: (kind, body)}`, kind `component` or `index`, components first.
 
-    The bodies carry `version` and `_meta` (with a fingerprint of the rest of the body).
+    `flattened`: the free-form fields' type (`_free_form`); `flavor` "opensearch": the index templates do not
+    list `@custom` as optional (OpenSearch has no `ignore_missing_component_templates`: install_templates
+    creates it empty instead). The bodies carry `version` and `_meta` (with a fingerprint of the rest).
     """
     if replicas < 0:
         raise ValueError("replicas must be >= 0")
@@ -285,7 +292,11 @@ def template_bodies(
                     # `@custom` is the user's own, optional component template (ILM policy, shards, ...):
                     # listed last so it wins, ignored while it does not exist (ES >= 8.7, and 9.x).
                     "composed_of": [settings_name, mappings_name, custom_component_name(prefix)],
-                    "ignore_missing_component_templates": [custom_component_name(prefix)],
+                    **(
+                        {"ignore_missing_component_templates": [custom_component_name(prefix)]}
+                        if flavor == "elasticsearch"
+                        else {}
+                    ),
                     "priority": TEMPLATE_PRIORITY,
                     "template": {"mappings": family_mappings(family, flattened)},
                 },
@@ -305,81 +316,64 @@ def _fingerprint(body: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-# ------------------------------------------------------------------------------------------ ES helpers
+# ------------------------------------------------------------------------------------------ REST helpers
 
 
-def _error_reason(exc: BaseException) -> str:
-    """ES's own `type: reason` (innermost cause included) rather than the client's generic message."""
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        err = body["error"]
-        parts = [f"{err.get('type')}: {err.get('reason')}"]
-        cause = err.get("caused_by")
-        while isinstance(cause, dict):
-            parts.append(f"{cause.get('type')}: {cause.get('reason')}")
-            cause = cause.get("caused_by")
-        status = getattr(getattr(exc, "meta", None), "status", None)
-        reason = " / caused by ".join(parts)
-        return f"HTTP {status} {reason}" if status else reason
-    return f"{type(exc).__name__}: {exc}"
+class Rest(Protocol):
+    """JSON requests to the cluster (transport.ClientRest, or a backend's `request`): RestError for an HTTP
+    error; SinkTransportError when there was no answer (the caller retries later)."""
+
+    def request(self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None) -> Any: ...
 
 
-def _error_type(exc: BaseException) -> str:
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        return str(body["error"].get("type", ""))
-    return ""
+def _rest(target: Any) -> tuple[Rest, str]:
+    """A Rest and the schema flavor for a backend (transport/opensearch) or an Elasticsearch client."""
+    flavor = getattr(target, "schema_flavor", None)
+    if flavor is not None:
+        return target, flavor
+    return ClientRest(target), "elasticsearch"
 
 
-_ES_ERRORS = (elasticsearch.ApiError, elastic_transport.TransportError)
-
-
-def _call(what: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
+def _call(what: str, rest: Rest, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None) -> Any:
     try:
-        return fn(**kwargs)
-    except _ES_ERRORS as exc:
-        raise SchemaError(f"{what} failed: {_error_reason(exc)}") from exc
+        return rest.request(method, path, body, params)
+    except RestError as exc:
+        raise SchemaError(f"{what} failed: {exc}") from exc
 
 
-def supports_field_type(es: Elasticsearch, field_type: str) -> bool:
+def supports_field_type(target: Any, field_type: str) -> bool:
     """Capability probe: does the cluster know this mapping type? (`_simulate` stores nothing.)"""
+    rest, _flavor = _rest(target)
+    body = {
+        "index_patterns": ["locust-sink-capability-probe*"],
+        "template": {"mappings": {"properties": {"probe": {"type": field_type}}}},
+    }
     try:
-        es.indices.simulate_template(
-            index_patterns=["locust-sink-capability-probe*"],
-            template={"mappings": {"properties": {"probe": {"type": field_type}}}},
-        )
-    except elasticsearch.ApiError as exc:
-        reason = _error_reason(exc)
-        if f"[{field_type}]" in reason and "does not exist" in reason:
+        rest.request("POST", "/_index_template/_simulate", body)
+    except RestError as exc:
+        reason = str(exc)
+        if f"[{field_type}]" in reason and ("does not exist" in reason or "No handler for type" in reason):
             return False
         raise SchemaError(f"probing for the {field_type!r} field type failed: {reason}") from exc
-    except elastic_transport.TransportError as exc:
-        raise SchemaError(f"probing for the {field_type!r} field type failed: {_error_reason(exc)}") from exc
     return True
 
 
-def _get_template(es: Elasticsearch, kind: str, name: str) -> dict[str, Any] | None:
+def _get_template(rest: Rest, kind: str, name: str) -> dict[str, Any] | None:
     """The stored body, or None when missing."""
+    what = "component_template" if kind == "component" else "index_template"
     try:
-        if kind == "component":
-            resp = es.cluster.get_component_template(name=name)
-            items = resp.get("component_templates", [])
-            return next((t["component_template"] for t in items if t["name"] == name), None)
-        resp = es.indices.get_index_template(name=name)
-        items = resp.get("index_templates", [])
-        return next((t["index_template"] for t in items if t["name"] == name), None)
-    except elasticsearch.NotFoundError:
-        return None
-    except _ES_ERRORS as exc:
-        raise SchemaError(f"reading {kind} template {name!r} failed: {_error_reason(exc)}") from exc
+        resp = rest.request("GET", f"/_{what}/{name}")
+    except RestError as exc:
+        if exc.status == 404:
+            return None
+        raise SchemaError(f"reading {kind} template {name!r} failed: {exc}") from exc
+    items = (resp or {}).get(f"{what}s", [])
+    return next((t[what] for t in items if t["name"] == name), None)
 
 
-def _put_template(es: Elasticsearch, kind: str, name: str, body: dict[str, Any], create: bool) -> None:
-    kwargs = {k: v for k, v in body.items() if k != "_meta"}
-    if kind == "component":
-        es.cluster.put_component_template(name=name, meta=body["_meta"], create=create, **kwargs)
-    else:
-        es.indices.put_index_template(name=name, meta=body["_meta"], create=create, **kwargs)
+def _put_template(rest: Rest, kind: str, name: str, body: dict[str, Any], create: bool) -> None:
+    what = "component_template" if kind == "component" else "index_template"
+    rest.request("PUT", f"/_{what}/{name}", body, {"create": "true" if create else "false"})
 
 
 def _stored_version(stored: dict[str, Any]) -> int:
@@ -390,17 +384,29 @@ def _stored_version(stored: dict[str, Any]) -> int:
 # --------------------------------------------------------------------------------------------- install
 
 
-def ilm_available(es: Elasticsearch) -> bool:
-    """Whether the cluster has ILM (`GET _ilm/status` answers); stripped and some managed builds do not."""
+def ilm_available(target: Any) -> bool:
+    """Whether the cluster has ILM (`GET _ilm/status` answers); stripped builds and OpenSearch do not."""
+    rest, _flavor = _rest(target)
     try:
-        es.perform_request("GET", "/_ilm/status", headers={"accept": "application/json"})
-    except elasticsearch.ApiError:
+        rest.request("GET", "/_ilm/status")
+    except RestError:
         return False
     return True
 
 
+def _free_form_kind(target: Any, rest: Rest, flavor: str, flattened: bool | None, log: logging.Logger) -> str:
+    if flattened is False:
+        return "disabled"
+    if flavor == "opensearch":
+        return "flat_object"
+    if flattened is None and not supports_field_type(target, "flattened"):
+        log.warning("locust-sink: this Elasticsearch has no 'flattened' type; context/tags/details are stored only")
+        return "disabled"
+    return "flattened"
+
+
 def install_templates(
-    es: Elasticsearch,
+    target: Any,
     prefix: str = "locust",
     replicas: int = 0,
     log: logging.Logger = logger,
@@ -409,25 +415,24 @@ def install_templates(
 ) -> dict[str, str]:
     """Install or upgrade the component and index templates; safe to call at every start.
 
-    Returns `{"_component_template/<name>" | "_index_template/<name>": action}` with action one of
+    `target`: a backend (transport.ElasticsearchBackend, opensearch.OpenSearchBackend) or an Elasticsearch
+    client. Returns `{"_component_template/<name>" | "_index_template/<name>": action}` with action one of
     `created`, `upgraded from vN`, `updated` (same version, other parameters), `unchanged`,
     `kept newer vN` (plus `left alone ...` / `not installed ...` for the others when a newer schema is
-    present: nothing is written then). `flattened=None` probes the cluster.
-    Raises SchemaError with Elasticsearch's reason.
+    present: nothing is written then). `flattened=None` probes the cluster (Elasticsearch).
+    Raises SchemaError with the cluster's reason; SinkTransportError when the cluster did not answer.
     """
-    if flattened is None:
-        flattened = supports_field_type(es, "flattened")
-        if not flattened:
-            log.warning("locust-sink: this Elasticsearch has no 'flattened' type; context/tags/details are stored only")
-    if ilm_policy and not ilm_available(es):
+    rest, flavor = _rest(target)
+    free_form = _free_form_kind(target, rest, flavor, flattened, log)
+    if ilm_policy and not ilm_available(target):
         log.warning(
-            "locust-sink: this Elasticsearch has no ILM (index lifecycle management); --es-ilm-policy %r is "
+            "locust-sink: this cluster has no ILM (index lifecycle management); --es-ilm-policy %r is "
             "ignored and the indices are kept until deleted",
             ilm_policy,
         )
         ilm_policy = None
-    wanted = template_bodies(prefix, replicas=replicas, flattened=flattened, ilm_policy=ilm_policy)
-    stored = {name: _get_template(es, kind, name) for name, (kind, _) in wanted.items()}
+    wanted = template_bodies(prefix, replicas=replicas, flattened=free_form, ilm_policy=ilm_policy, flavor=flavor)
+    stored = {name: _get_template(rest, kind, name) for name, (kind, _) in wanted.items()}
 
     def key(name: str) -> str:
         return f"_{wanted[name][0]}_template/{name}"
@@ -452,7 +457,9 @@ def install_templates(
                 result[key(name)] = f"left alone (newer schema v{newest} present)"
         return result
 
-    result: dict[str, str] = {}
+    result = {}
+    if flavor == "opensearch":
+        result.update(_ensure_custom_component(rest, prefix))
     for name, (kind, body) in wanted.items():
         current = stored[name]
         if current is None:
@@ -466,20 +473,31 @@ def install_templates(
             result[key(name)] = "unchanged"
             continue
         try:
-            _put_template(es, kind, name, body, create=create)
-        except elasticsearch.ApiError as exc:
-            if create and "already exists" in _error_reason(exc):
+            _put_template(rest, kind, name, body, create=create)
+        except RestError as exc:
+            if create and "already exists" in str(exc):
                 action = "unchanged (created concurrently)"  # another node installed the same schema
             else:
-                raise SchemaError(f"installing {kind} template {name!r} failed: {_error_reason(exc)}") from exc
-        except elastic_transport.TransportError as exc:
-            raise SchemaError(f"installing {kind} template {name!r} failed: {_error_reason(exc)}") from exc
+                raise SchemaError(f"installing {kind} template {name!r} failed: {exc}") from exc
         result[key(name)] = action
     return result
 
 
+def _ensure_custom_component(rest: Rest, prefix: str) -> dict[str, str]:
+    """OpenSearch: the user's `@custom` component must exist before an index template composes it; create it
+    empty once (`create=true` never overwrites what the user put there)."""
+    name = custom_component_name(prefix)
+    try:
+        rest.request("PUT", f"/_component_template/{name}", {"template": {}}, {"create": "true"})
+    except RestError as exc:
+        if "already exists" in str(exc):
+            return {f"_component_template/{name}": "unchanged (yours)"}
+        raise SchemaError(f"creating the empty component template {name!r} failed: {exc}") from exc
+    return {f"_component_template/{name}": "created empty (yours to fill)"}
+
+
 def create_indices(
-    es: Elasticsearch,
+    target: Any,
     prefix: str = "locust",
     log: logging.Logger = logger,
     flattened: bool | None = None,
@@ -491,24 +509,24 @@ def create_indices(
     over, so a template upgrade alone would not reach them). Returns `{index: action}`: `created`, `exists`,
     `mapping upgraded from vN`, `exists (newer schema vN)`, or `exists (not from locust-sink templates)`.
     """
+    rest, _flavor = _rest(target)
     result: dict[str, str] = {}
     for family in FAMILIES:
         name = index_name(prefix, family)
         try:
-            es.indices.create(index=name)
+            rest.request("PUT", f"/{name}")
             result[name] = "created"
             continue
-        except elasticsearch.ApiError as exc:
-            if _error_type(exc) != "resource_already_exists_exception":
-                raise SchemaError(f"creating index {name!r} failed: {_error_reason(exc)}") from exc
-        except elastic_transport.TransportError as exc:
-            raise SchemaError(f"creating index {name!r} failed: {_error_reason(exc)}") from exc
-        result[name] = _check_existing(es, name, family, log, flattened)
+        except RestError as exc:
+            if exc.error_type != "resource_already_exists_exception":
+                raise SchemaError(f"creating index {name!r} failed: {exc}") from exc
+        result[name] = _check_existing(target, name, family, log, flattened)
     return result
 
 
-def _check_existing(es: Elasticsearch, name: str, family: str, log: logging.Logger, flattened: bool | None) -> str:
-    resp = _call(f"reading the mapping of {name!r}", es.indices.get_mapping, index=name)
+def _check_existing(target: Any, name: str, family: str, log: logging.Logger, flattened: bool | None) -> str:
+    rest, flavor = _rest(target)
+    resp = _call(f"reading the mapping of {name!r}", rest, "GET", f"/{name}/_mapping")
     # `name` may be an alias: take whichever concrete index answered.
     mappings = next(iter(resp.values()), {}).get("mappings", {}) if resp else {}
     meta = mappings.get("_meta") or {}
@@ -524,18 +542,12 @@ def _check_existing(es: Elasticsearch, name: str, family: str, log: logging.Logg
         return f"exists (newer schema v{version})"
     if version == SCHEMA_VERSION:
         return "exists"
-    if flattened is None:
-        flattened = supports_field_type(es, "flattened")
-    new = family_mappings(family, flattened)
+    new = family_mappings(family, _free_form_kind(target, rest, flavor, flattened, log))
+    properties = {**_common_properties(), **new["properties"]}
+    body = {"dynamic": new["dynamic"], "_meta": new["_meta"], "properties": properties}
     try:
-        es.indices.put_mapping(
-            index=name,
-            dynamic=new["dynamic"],
-            meta=new["_meta"],
-            properties={**_common_properties(), **new["properties"]},
-        )
-    except _ES_ERRORS as exc:
-        reason = _error_reason(exc)
-        log.warning("locust-sink: could not upgrade the mapping of %r to schema v%d: %s", name, SCHEMA_VERSION, reason)
-        return f"exists (mapping v{version}; upgrade failed: {reason})"
+        rest.request("PUT", f"/{name}/_mapping", body)
+    except RestError as exc:
+        log.warning("locust-sink: could not upgrade the mapping of %r to schema v%d: %s", name, SCHEMA_VERSION, exc)
+        return f"exists (mapping v{version}; upgrade failed: {exc})"
     return f"mapping upgraded from v{version}"

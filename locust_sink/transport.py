@@ -87,8 +87,11 @@ def classify(exc: BaseException) -> SinkTransportError:
     if isinstance(exc, (elastic_transport.ConnectionError, elastic_transport.ConnectionTimeout)):
         return SinkTransportError(ErrorKind.UNREACHABLE, f"Elasticsearch unreachable: {_short(exc)}")
     if isinstance(exc, elasticsearch.UnsupportedProductError):
+        what = "OpenSearch" if is_opensearch(exc.body) else "not Elasticsearch"
         return SinkTransportError(
-            ErrorKind.PRODUCT, "the server is not Elasticsearch (the official client refuses e.g. OpenSearch)"
+            ErrorKind.PRODUCT,
+            f"the server is {what}, which the official Elasticsearch client refuses: use --es-backend opensearch "
+            "(or auto) with pip install 'locust-sink[opensearch]'",
         )
     if isinstance(exc, elasticsearch.ApiError):
         status = exc.meta.status if exc.meta is not None else None
@@ -178,14 +181,63 @@ def bulk_request(es: Elasticsearch, body: bytes) -> dict[str, Any]:
     return resp.body if hasattr(resp, "body") else resp
 
 
+class RestError(Exception):
+    """The cluster answered a request with an HTTP error: `status` and its JSON `body`."""
+
+    def __init__(self, status: int | None, body: Any) -> None:
+        super().__init__(f"HTTP {status} {reason_of(body)}")
+        self.status = status
+        self.body = body
+
+    @property
+    def error_type(self) -> str:
+        return _error_type(self.body) or ""
+
+
+def reason_of(body: Any) -> str:
+    """The cluster's own `type: reason`, innermost cause included, rather than a client's generic message."""
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        err = body["error"]
+        parts = [f"{err.get('type')}: {err.get('reason')}"]
+        cause = err.get("caused_by")
+        while isinstance(cause, dict):
+            parts.append(f"{cause.get('type')}: {cause.get('reason')}")
+            cause = cause.get("caused_by")
+        return " / caused by ".join(parts)
+    return str(body)[:500]
+
+
+class ClientRest:
+    """JSON requests through the official client (`perform_request`): RestError for an HTTP error,
+    SinkTransportError when the request did not get an answer."""
+
+    def __init__(self, client: Elasticsearch) -> None:
+        self.client = client
+
+    def request(self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None) -> Any:
+        headers = {"accept": "application/json"}
+        if body is not None:
+            headers["content-type"] = "application/json"
+        try:
+            return self.client.perform_request(method, path, body=body, params=params, headers=headers).body
+        except elasticsearch.ApiError as exc:
+            raise RestError(exc.meta.status if exc.meta is not None else None, exc.body) from exc
+        except Exception as exc:
+            raise classify(exc) from exc
+
+
 class ElasticsearchBackend:
-    """The delivery engine's view of an Elasticsearch cluster (delivery/link.py uses `check` and `bulk`)."""
+    """An Elasticsearch cluster through the official client: what the delivery engine (delivery/link.py:
+    `check`, `bulk`), the schema (`request`, `schema_flavor`) and the CLI use."""
 
     product = "Elasticsearch"
+    schema_flavor = "elasticsearch"  # schema.FLAVORS: `flattened`, an optional @custom component
+    max_free_form_leaf: int | None = None  # `flattened` skips long leaves itself (ignore_above)
 
     def __init__(self, config: EsConfig) -> None:
         self.config = config
         self.client = make_client(config)  # ValueError for a setting the client cannot use
+        self._rest = ClientRest(self.client)
 
     def describe(self) -> str:
         return f"{self.product} at {', '.join(redact_url(u) for u in self.config.urls)}"
@@ -196,3 +248,45 @@ class ElasticsearchBackend:
 
     def bulk(self, body: bytes) -> dict[str, Any]:
         return bulk_request(self.client, body)
+
+    def request(self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None) -> Any:
+        return self._rest.request(method, path, body, params)
+
+
+def connect(config: EsConfig) -> Any:
+    """The backend for `config.backend`: Elasticsearch, OpenSearch, or (`auto`) whichever the server says it
+    is. The official client refuses anything that is not Elasticsearch (its product check) with the server's
+    own `GET /` answer in hand: `version.distribution == "opensearch"` picks the OpenSearch backend."""
+    if config.backend == "opensearch":
+        return _opensearch(config)
+    backend = ElasticsearchBackend(config)
+    if config.backend == "elasticsearch":
+        return backend
+    try:
+        backend.client.perform_request("GET", "/", headers={"accept": "application/json"})
+    except elasticsearch.UnsupportedProductError as exc:
+        if is_opensearch(exc.body):
+            return _opensearch(config)
+        raise classify(exc) from exc
+    except elasticsearch.ApiError:
+        pass  # e.g. 405 from a stripped Elasticsearch build: it is Elasticsearch (the product header said so)
+    except Exception as exc:
+        raise classify(exc) from exc
+    return backend
+
+
+def is_opensearch(root: Any) -> bool:
+    """Whether a `GET /` answer is OpenSearch's."""
+    version = root.get("version") if isinstance(root, dict) else None
+    return isinstance(version, dict) and version.get("distribution") == "opensearch"
+
+
+def _opensearch(config: EsConfig) -> Any:
+    try:
+        from .opensearch import OpenSearchBackend
+    except ImportError as exc:
+        raise SinkTransportError(
+            ErrorKind.CONFIG,
+            f"the server is OpenSearch, which needs opensearch-py: pip install 'locust-sink[opensearch]' ({exc})",
+        ) from None
+    return OpenSearchBackend(config)

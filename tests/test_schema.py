@@ -16,6 +16,7 @@ from elasticsearch import Elasticsearch
 from helpers import es_client
 
 from locust_sink import schema
+from locust_sink.bulk import SinkTransportError
 from locust_sink.schema import FAMILIES, SCHEMA_VERSION, SchemaError, index_name
 
 RUN = "20250101T000000Z-abcd"
@@ -472,9 +473,11 @@ def test_percentiles_and_extended_stats_on_response_time(es: Elasticsearch, pref
 def test_failures_raise_schema_error_with_the_reason(es: Elasticsearch, prefix: str) -> None:
     with pytest.raises(SchemaError, match="invalid_index_template_exception.*lower cased"):
         schema.install_templates(es, prefix=prefix.upper())
+    # no answer at all is not a schema problem: the caller (the delivery link) tries again on its next probe
     unreachable = Elasticsearch("http://127.0.0.1:9", request_timeout=2, max_retries=0)
-    with pytest.raises(SchemaError, match="failed"):
+    with pytest.raises(SinkTransportError, match="unreachable") as caught:
         schema.install_templates(unreachable, prefix=prefix)
+    assert caught.value.retryable
 
 
 def test_concurrent_installs_all_succeed(es: Elasticsearch, prefix: str) -> None:

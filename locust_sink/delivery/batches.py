@@ -17,8 +17,10 @@ from ..accounting import Ledger
 from ..buffer import RecordBuffer
 from ..bulk import BulkItem
 from ..options import SinkSettings
-from ..records import dumps
+from ..records import cut_long_leaves, dumps
 from .encoding import BatchEncoder, EncodedRequests
+
+FREE_FORM = frozenset({"context", "tags", "details"})  # the schema's free-form (flattened / flat_object) fields
 
 
 class Carried(NamedTuple):
@@ -68,6 +70,7 @@ class BatchAssembler:
         self._carry: list[Carried] = []  # refused items waiting for the next batch
         self._riding: dict[BulkItem, Carried] = {}  # carried items in the batch being delivered now
         self.items_carried = 0  # item retries that went out with a later batch (shown in the sink status)
+        self.max_leaf = 0  # > 0: cut longer strings in free-form fields (the cluster refuses them otherwise)
 
     # ----- what comes in ----------------------------------------------------------------------------
     def submit_document(
@@ -78,7 +81,10 @@ class BatchAssembler:
         room = len(self._docs) < self.settings.docs_queue_size
         self.ledger.document_in(queued=room)
         if room:
-            self._docs.append(BulkItem(op, f"{self.index_prefix}-{family}", doc_id, dumps(doc), False, run_id))
+            if self.max_leaf:
+                doc = {k: cut_long_leaves(v, self.max_leaf) if k in FREE_FORM else v for k, v in doc.items()}
+            source = dumps(doc)
+            self._docs.append(BulkItem(op, f"{self.index_prefix}-{family}", doc_id, source, False, run_id))
         return room
 
     def carry(self, refused: list[BulkItem]) -> bool:

@@ -10,6 +10,7 @@ and whatever cannot go parked in the spool (or dropped, counted, under overflow=
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import gevent
@@ -44,8 +45,10 @@ class EsDelivery:
         trouble: TroubleLog,
         settings: SinkSettings,
         policy: RetryPolicy,
+        on_connected: Callable[[Any], None] = lambda backend: None,
     ) -> None:
         self.link = link
+        self._on_connected = on_connected  # the backend answered a probe: what it needs of the encoding
         self.config = config
         self.buffer = buffer
         self.ledger = ledger
@@ -81,6 +84,7 @@ class EsDelivery:
     # ----- Writer -------------------------------------------------------------------------------------
     def before_cycle(self) -> None:
         if self.link.probe_due() and self.link.probe():
+            self._on_connected(self.link.backend)
             self.spool.close_segment()  # closed segments are what the replay picks up
             self._report_stale_spool()
         if self.link.up:

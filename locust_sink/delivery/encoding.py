@@ -125,10 +125,11 @@ class BatchEncoder:
     def _with_helper(self, helper: EncoderProcess, flat: list[Any], n: int, run_ids: list[str]) -> EncodedRequests:
         path = self._helper_file(run_ids)
         if path is None:
-            return EncodedRequests(self.index, helper.encode(self.node, self.encoder.action_head, flat), n, run_ids)
+            body = helper.encode(self.node, self.encoder.action_head, flat, self.encoder.max_leaf)
+            return EncodedRequests(self.index, body, n, run_ids)
         before = _file_size(path)
         try:
-            helper.encode_to_file(self.node, self.encoder.action_head, flat, path)
+            helper.encode_to_file(self.node, self.encoder.action_head, flat, path, self.encoder.max_leaf)
         except EncoderUnavailable:
             raise
         except BaseException:
@@ -160,6 +161,10 @@ class BatchEncoder:
             flat.clear()
         elif size != before:
             os.truncate(path, before)
+
+    def cut_long_leaves(self, limit: int | None) -> None:
+        """From now on cut context strings longer than `limit` characters (None: keep them whole)."""
+        self.encoder.max_leaf = limit or 0
 
     def status(self) -> dict[str, Any]:
         """Where request documents were encoded: batches by the helper (in file mode also written by it), and

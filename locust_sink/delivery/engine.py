@@ -7,12 +7,12 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from .. import transport
 from ..accounting import Accounting, Ledger
 from ..buffer import RecordBuffer
 from ..config import EsConfig
 from ..filesink import FileWriter
 from ..options import SinkSettings
-from ..transport import ElasticsearchBackend
 from .batches import BatchAssembler
 from .elastic import EsDelivery
 from .encoding import BatchEncoder
@@ -33,7 +33,7 @@ class Delivery:
     """Records from `buffer` and documents from `submit_document` to the cluster (`es_config`) or to files.
 
     setup: run once against the cluster after the first successful check (index templates); connect: makes
-    the cluster's backend (default: the official Elasticsearch client for `es_config`).
+    the cluster's backend (default: transport.connect, Elasticsearch or OpenSearch as `es_config` says).
     """
 
     def __init__(
@@ -68,7 +68,7 @@ class Delivery:
             assert self.files is not None
             self.writer = FileDelivery(self.files, self.ledger, self.trouble)
         else:
-            connect = connect or (lambda: ElasticsearchBackend(es_config))
+            connect = connect or (lambda: transport.connect(es_config))
             self.writer = self._es_writer(node, sink_dir, settings, es_config, setup, connect)
         self.assembler.park = self.writer.park
         self.loop = DeliveryLoop(self.assembler, self.writer, self.ledger, self.trouble, settings)
@@ -107,7 +107,14 @@ class Delivery:
             self.trouble,
             settings,
             policy,
+            self._connected,
         )
+
+    def _connected(self, backend: Backend) -> None:
+        """What the cluster needs of the documents: OpenSearch's `flat_object` has no length limit per leaf."""
+        limit = getattr(backend, "max_free_form_leaf", None)
+        self.assembler.encoder.cut_long_leaves(limit)
+        self.assembler.max_leaf = limit or 0
 
     # ----- what plugin.py uses ------------------------------------------------------------------------
     def start(self) -> None:
@@ -130,6 +137,12 @@ class Delivery:
     @property
     def state(self) -> str:
         return self.writer.state
+
+    def product(self) -> str | None:
+        """The cluster's product once the link has connected ("Elasticsearch", "OpenSearch"), else None."""
+        link = getattr(self.writer, "link", None)
+        backend = link.backend if link is not None else None
+        return getattr(backend, "product", None)
 
     @property
     def spooled(self) -> int:

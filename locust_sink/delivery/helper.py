@@ -17,7 +17,7 @@ delivery loop waits for each answer), and both open it for appending. If the hel
 file back to where it was and answers an error; Locust's process then writes that batch itself.
 
 Protocol on the helper's stdin/stdout: frames of a 4-byte little-endian length and a marshal payload.
-Request: (node, action_head, flat_fields) or (node, action_head, flat_fields, path). Reply: (count, body): the
+Request: (node, action_head, max_leaf, flat_fields, path or None). Reply: (count, body): the
 records' bulk-format NDJSON (action line, document, ...) as one bytes object, so that Locust's process gets no
 object per record back; with a path, (count, bytes_written) once the lines are in the file; or ("error", message).
 """
@@ -74,16 +74,16 @@ class EncoderProcess:
             close_fds=True,
         )
 
-    def encode(self, node: str, action_head: bytes, flat: list[Any]) -> bytes:
+    def encode(self, node: str, action_head: bytes, flat: list[Any], max_leaf: int = 0) -> bytes:
         """Encode `flat` in the helper; raises EncoderUnavailable (never anything else) when it cannot."""
-        body = self._exchange((node, action_head, flat), len(flat) // RECORD_WIDTH)
+        body = self._exchange((node, action_head, max_leaf, flat, None), len(flat) // RECORD_WIDTH)
         assert type(body) is bytes
         return body
 
-    def encode_to_file(self, node: str, action_head: bytes, flat: list[Any], path: Path) -> int:
+    def encode_to_file(self, node: str, action_head: bytes, flat: list[Any], path: Path, max_leaf: int = 0) -> int:
         """Encode `flat` in the helper and have it append the lines to `path`; returns the bytes written.
         Raises EncoderUnavailable when it cannot (the file is then as it was: write the batch yourself)."""
-        written = self._exchange((node, action_head, flat, str(path)), len(flat) // RECORD_WIDTH)
+        written = self._exchange((node, action_head, max_leaf, flat, str(path)), len(flat) // RECORD_WIDTH)
         assert type(written) is int
         self.file_batches += 1
         return written
@@ -91,7 +91,7 @@ class EncoderProcess:
     def _exchange(self, request: tuple[Any, ...], n: int) -> bytes | int:
         if self.broken:
             raise EncoderUnavailable(self.broken)
-        to_file = len(request) == 4
+        to_file = request[4] is not None
         try:
             payload = marshal.dumps(request)
         except ValueError as exc:  # e.g. a custom object in a context: only this batch is affected
@@ -158,7 +158,7 @@ def serve() -> None:
     """Helper side: encode batches from stdin until it closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for Locust; the final flush still needs us
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    encoders: dict[tuple[str, bytes], RequestEncoder] = {}
+    encoders: dict[tuple[str, bytes, int], RequestEncoder] = {}
     files = _AppendFiles()
     try:
         while True:
@@ -167,15 +167,15 @@ def serve() -> None:
                 return
             payload = stdin.read(int.from_bytes(head, "little"))
             try:
-                node, action_head, flat, *path = marshal.loads(payload)
-                encoder = encoders.get((node, action_head))
+                node, action_head, max_leaf, flat, path = marshal.loads(payload)
+                encoder = encoders.get((node, action_head, max_leaf))
                 if encoder is None:
-                    encoder = encoders[(node, action_head)] = RequestEncoder(node, action_head)
+                    encoder = encoders[(node, action_head, max_leaf)] = RequestEncoder(node, action_head, max_leaf)
                 lines: list[bytes] = []
                 n = len(flat) // RECORD_WIDTH
                 encoder.encode(flat, 0, n, lines)
                 body = RequestEncoder.body(lines)
-                reply = marshal.dumps((n, files.append(path[0], body) if path else body))
+                reply = marshal.dumps((n, files.append(path, body) if path else body))
             except Exception as exc:  # noqa: BLE001 - reported to the parent, which encodes the batch itself
                 reply = marshal.dumps(("error", f"{type(exc).__name__}: {exc}"))
             stdout.write(len(reply).to_bytes(4, "little") + reply)
