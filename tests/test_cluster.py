@@ -322,6 +322,10 @@ def test_node_loss_the_node_comes_back_and_the_cluster_goes_green(node_loss: Nod
 
 
 BLOCK = "index.blocks.read_only_allow_delete"
+# The block is set 5 s after the indices exist and held 8 s; the sink's probes back off up to 10 s, so 35 s
+# leaves it the time to find the indices writable again before the run ends (the final flush is another case,
+# test_documents_spooled_before_the_final_flush_are_delivered_when_es_takes_them_again_during_it).
+READ_ONLY_RUN_SECONDS = 35
 
 
 @dataclass
@@ -359,7 +363,7 @@ def read_only(cluster: EsCluster, httpbin_url: str, tmp_path_factory) -> ReadOnl
     try:
         done = run_locust(
             headless_locust_cmd(
-                FAULTS, httpbin_url, 3, "25s", workdir / "stats",
+                FAULTS, httpbin_url, 3, f"{READ_ONLY_RUN_SECONDS}s", workdir / "stats",
                 "--exit-code-on-error", "0", "--es-url", cluster.url, "--es-index-prefix", prefix,
                 "--sink-dir", str(workdir / "results"), "--sink-retry-timeout", "2",
             )[3:],
@@ -394,6 +398,7 @@ def test_read_only_blocks_are_retried_spooled_and_delivered_by_themselves(read_o
     es = read_only.cluster.client()
     run_id = re.search(r"locust-sink: run (\S+): recording", read_only.log).group(1)  # type: ignore[union-attr]
     assert_matches(read_only.truth, es_landed(es, f"{read_only.prefix}-requests", run_id))
+    assert "could not be delivered" not in read_only.log, read_only.log[-3000:]
     print(f"\nread-only for {read_only.blocked_for:.1f} s: {total} requests, all indexed, none dead-lettered")
 
 
@@ -480,3 +485,59 @@ def test_everything_was_spooled_with_three_urls_in_the_hint(spooled_run):
     assert hint, log[-3000:]
     assert all(url in hint.group(1) for url in spooled_run_cluster_urls(log)), hint.group(1)
     assert spooled_segments(workdir / "results")
+
+
+# ------------------------------------------------------------- scenario: writable again during the final flush
+
+
+@pytest.fixture(scope="module")
+def lifted_in_final_flush(cluster: EsCluster, httpbin_url: str, tmp_path_factory) -> tuple[Path, str, str]:
+    """Indices read-only from the start; the block is lifted 1 s after Locust logs the end of its run, i.e.
+    while the final flush (25 s budget) waits for the spool."""
+    workdir = tmp_path_factory.mktemp("final-flush")
+    prefix = f"tc4-{uuid.uuid4().hex[:6]}"
+    es = cluster.client()
+    schema.install_templates(es, prefix, replicas=1)
+    schema.create_indices(es, prefix)
+    set_block(es, prefix, True)
+    cmd = headless_locust_cmd(
+        FAULTS, httpbin_url, 2, "8s", workdir / "stats",
+        "--exit-code-on-error", "0", "--es-url", cluster.url, "--es-index-prefix", prefix, "--es-replicas", "1",
+        "--sink-dir", str(workdir / "results"), "--sink-retry-timeout", "1", "--sink-flush-timeout", "25",
+    )  # fmt: skip
+    log_path = workdir / "locust.log"
+    with log_path.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd, cwd=workdir, env=locust_env({"FAULT_WAIT": "0.1"}), stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_until(lambda: "--run-time limit reached" in log_path.read_text(), 90, 0.2, "the end of the run")
+        time.sleep(1.0)
+        set_block(es, prefix, None)
+        proc.wait(120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+        set_block(es, prefix, None)
+    log = log_path.read_text()
+    assert proc.returncode == 0 and "Traceback" not in log, log[-3000:]
+    return workdir, prefix, log
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="plugin.py close(): when anything was spooled or replayed during the final flush it is not `smooth`, "
+    "so the closing documents (sink_summary event, final run document) get a 0 s budget and are spooled "
+    "although Elasticsearch takes documents again",
+)
+def test_documents_spooled_before_the_final_flush_are_delivered_when_es_takes_them_again_during_it(
+    lifted_in_final_flush,
+):
+    workdir, _prefix, log = lifted_in_final_flush
+    (acc,) = accountings(log)
+    assert "takes documents again" in log, log[-3000:]
+    assert acc.get("spooled", 0) == 0 and acc["indexed"] == acc["emitted"], acc
+    leftover = spooled_segments(workdir / "results")
+    hint = [line for line in log.splitlines() if "could not be delivered" in line]
+    assert not hint and not leftover, (hint, [p.read_text()[:300] for p in leftover])
