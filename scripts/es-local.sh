@@ -185,6 +185,7 @@ show_logs() {
   # the launcher's output and the node's own log: the reason a start failed is in one of them
   local dir=$1 f
   for f in "$dir/stdout.log" "$dir"/logs/*.log; do
+    case "$f" in */gc.log) continue ;; esac   # JVM noise, never the reason
     [ -s "$f" ] && { echo "==> $f <==" >&2; tail -n 40 "$f" >&2; }
   done
   return 0
@@ -490,6 +491,7 @@ cmd_start_cluster() {
     (
       port=$((base_port + i - 1)) tport=$((base_tport + i - 1)) security=0 tls=0 heap=$CLUSTER_HEAP
       cluster=$name dist=$DIST version=$DIST_VERSION
+      START_TIMEOUT=$CLUSTER_START_TIMEOUT   # three JVMs starting at once on a busy machine
       launch "$node"
     ) &
     pids+=($!)
@@ -541,20 +543,26 @@ cmd_java_home() {
   java_home "$min"
 }
 
-case "${1:-}" in
-  install) shift; cmd_install "$@" ;;
-  start) shift; cmd_start "$@" ;;
-  stop) shift; cmd_stop "$@" ;;
-  kill) shift; cmd_kill "$@" ;;
-  status) shift; cmd_status "$@" ;;
-  url) shift; cmd_url "$@" ;;
-  remove) shift; cmd_remove "$@" ;;
-  stop-all) cmd_stop_all ;;
-  start-cluster) shift; cmd_start_cluster "$@" ;;
-  cluster-url) shift; cmd_cluster_url "$@" ;;
-  stop-cluster) shift; cmd_stop_cluster "$@" ;;
-  kill-cluster) shift; cmd_kill_cluster "$@" ;;
-  remove-cluster) shift; cmd_remove_cluster "$@" ;;
-  java-home) shift; cmd_java_home "$@" ;;
-  *) sed -n '2,19p' "$0"; exit 2 ;;
-esac
+# One function called from one line: bash reads that whole line before running it, so editing this file
+# while an instance starts cannot make the running script read a shifted remainder.
+main() {
+  case "${1:-}" in
+    install) shift; cmd_install "$@" ;;
+    start) shift; cmd_start "$@" ;;
+    stop) shift; cmd_stop "$@" ;;
+    kill) shift; cmd_kill "$@" ;;
+    status) shift; cmd_status "$@" ;;
+    url) shift; cmd_url "$@" ;;
+    remove) shift; cmd_remove "$@" ;;
+    stop-all) cmd_stop_all ;;
+    start-cluster) shift; cmd_start_cluster "$@" ;;
+    cluster-url) shift; cmd_cluster_url "$@" ;;
+    stop-cluster) shift; cmd_stop_cluster "$@" ;;
+    kill-cluster) shift; cmd_kill_cluster "$@" ;;
+    remove-cluster) shift; cmd_remove_cluster "$@" ;;
+    java-home) shift; cmd_java_home "$@" ;;
+    *) sed -n '2,19p' "$0"; exit 2 ;;
+  esac
+}
+
+main "$@"; exit $?
