@@ -432,12 +432,11 @@ cmd_stop_all() {
 
 # ------------------------------------------------------------------------------------------------- clusters
 
+require_cluster() { [ -f "$(inst_dir "${1:?cluster name}")/nodes" ] || die "no cluster $1"; }
+
 cluster_nodes() {
-  # the node names of cluster $1, one a line
-  local file
-  file="$(inst_dir "${1:?cluster name}")/nodes"
-  [ -f "$file" ] || die "no cluster $1"
-  cat "$file"
+  # the node names of cluster $1, one a line (call require_cluster first: this runs in $(...))
+  cat "$(inst_dir "${1:?cluster name}")/nodes"
 }
 
 cmd_start_cluster() {
@@ -512,17 +511,20 @@ cmd_start_cluster() {
 cmd_cluster_url() {
   # the HTTP URLs of all nodes, comma-joined (what --es-url takes)
   local name=${1:?cluster-url needs a NAME} node urls=""
+  require_cluster "$name"
   for node in $(cluster_nodes "$name"); do urls+="${urls:+,}$(cmd_url "$node")"; done
   echo "$urls"
 }
 
 cmd_stop_cluster() {
   local name=${1:?stop-cluster needs a NAME} node
+  require_cluster "$name"
   for node in $(cluster_nodes "$name"); do cmd_stop "$node"; done
 }
 
 cmd_kill_cluster() {
   local name=${1:?kill-cluster needs a NAME} node
+  require_cluster "$name"
   for node in $(cluster_nodes "$name"); do cmd_kill "$node"; done
 }
 
