@@ -261,9 +261,6 @@ class EsCluster:
         kwargs.setdefault("request_timeout", 30)
         return Elasticsearch(self.urls, **kwargs)
 
-    def health(self, **params: Any) -> dict[str, Any]:
-        return dict(self.client().cluster.health(**params))
-
 
 def java_home(min_major: int) -> tuple[str | None, str]:
     """(a JDK folder with Java >= min_major, "") or (None, es-local.sh's reason)."""
