@@ -613,3 +613,82 @@ def test_documents_spooled_before_the_final_flush_are_delivered_when_es_takes_th
     leftover = spooled_segments(workdir / "results")
     hint = [line for line in log.splitlines() if "could not be delivered" in line]
     assert not hint and not leftover, (hint, [p.read_text()[:300] for p in leftover])
+
+
+# -------------------------------------------------- scenario: an index goes red (its only copy's node dies)
+
+
+@dataclass
+class RedRun:
+    cluster: EsCluster
+    prefix: str
+    log: str
+    truth: dict[str, Any]
+    sink_dir: Path
+    events: dict[str, float]
+
+
+@pytest.fixture(scope="module")
+def red_index(cluster: EsCluster, httpbin_url: str, tmp_path_factory) -> RedRun:
+    """The issue's measured case made deterministic: the sink's indices have no started replica (replica
+    allocation is off, as for a new index whose replica is still recovering), the node with the primary of
+    `<prefix>-requests` is SIGKILLed 8 s into a 40 s run (that index goes red) and started again 12 s later."""
+    workdir = tmp_path_factory.mktemp("red")
+    prefix = f"tc5-{uuid.uuid4().hex[:6]}"
+    es = cluster.client()
+    events: dict[str, float] = {}
+    es.cluster.put_settings(persistent={"cluster.routing.allocation.enable": "primaries"})
+    try:
+        schema.install_templates(es, prefix, replicas=1)
+        schema.create_indices(es, prefix)
+        victim = int(primary_node(es, f"{prefix}-requests").rsplit("-", 1)[1])
+
+        def kill_then_restart() -> None:
+            wait_until(lambda: "All users spawned" in (workdir / "locust.stdout").read_text() + (
+                workdir / "locust.stderr").read_text(), 90, 0.2, "the start of the test")  # fmt: skip
+            events["spawned"] = time.monotonic()
+            time.sleep(8)
+            cluster.kill_node(victim)
+            events["killed"] = time.monotonic()
+            time.sleep(12)
+            cluster.start_node(victim)
+            events["back"] = time.monotonic()
+
+        chaos = threading.Thread(target=kill_then_restart, daemon=True)
+        chaos.start()
+        done = run_locust(
+            headless_locust_cmd(
+                FAULTS, httpbin_url, 3, "40s", workdir / "stats",
+                "--exit-code-on-error", "0", "--es-url", cluster.url, "--es-index-prefix", prefix,
+                "--es-replicas", "1", "--sink-dir", str(workdir / "results"), "--sink-retry-timeout", "3",
+            )[3:],
+            env={"FAULT_WAIT": "0.05"},
+            cwd=workdir,
+            timeout=240,
+        )  # fmt: skip
+        chaos.join(120)
+        events["ended"] = time.monotonic()
+    finally:
+        es.cluster.put_settings(persistent={"cluster.routing.allocation.enable": None})
+    if not cluster.node_running(victim):  # never leave the module's cluster short of a node
+        cluster.start_node(victim)
+    log = done.stdout + done.stderr
+    assert done.returncode == 0 and "Traceback" not in log, log[-3000:]
+    assert {"killed", "back"} <= set(events), events
+    return RedRun(cluster, prefix, log, locust_truth(workdir / "stats.json"), workdir / "results", events)
+
+
+def test_red_index_documents_wait_in_the_spool_and_arrive_when_the_node_returns(red_index: RedRun):
+    (acc,) = accountings(red_index.log)
+    total = sum(red_index.truth["counts"].values())
+    lines = [line.split("locust-sink: ", 1)[1][:200] for line in red_index.log.splitlines() if "locust-sink: " in line]
+    ev = red_index.events
+    print(
+        f"\nred index: killed {ev['killed'] - ev['spawned']:.1f} s after the spawn, back after "
+        f"{ev['back'] - ev['killed']:.1f} s; {acc}\n  " + "\n  ".join(lines)
+    )
+    assert acc["emitted"] == total and acc.get("dropped", 0) == 0 and acc.get("dead_lettered", 0) == 0, acc
+    assert acc.get("spooled", 0) == 0 and acc["indexed"] == total, acc
+    assert not spooled_segments(red_index.sink_dir), "what was spooled during the run is delivered by itself"
+    run_id = re.search(r"locust-sink: run (\S+): recording", red_index.log).group(1)  # type: ignore[union-attr]
+    assert_matches(red_index.truth, es_landed(red_index.cluster.client(), f"{red_index.prefix}-requests", run_id))
