@@ -471,12 +471,6 @@ def test_read_only_blocks_are_retried_spooled_and_delivered_by_themselves(read_o
     print(f"\nread-only for {read_only.blocked_for:.1f} s: {total} requests, all indexed, none dead-lettered")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,  # a server or fixture that breaks is an error, not the expected failure
-    reason="flusher.py logs item refusals only as `Elasticsearch keeps refusing items (429xN)`: the error type "
-    "(cluster_block_exception) and its reason (index read-only / allow delete) are not in any log line",
-)
 def test_read_only_one_log_line_says_why(read_only: ReadOnlyRun):
     lines = [line for line in read_only.log.splitlines() if "locust-sink" in line]
     why = [line for line in lines if "cluster_block_exception" in line or "read-only" in line or "read_only" in line]
@@ -516,18 +510,13 @@ def spooled_run(cluster: EsCluster, httpbin_url: str, tmp_path_factory) -> tuple
     return workdir, prefix, log, locust_truth(workdir / "stats.json")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,  # a server or fixture that breaks is an error, not the expected failure
-    reason="plugin.py prints the spool hint's URLs joined with ', ' and unquoted (`--es-url http://a, http://b`): "
-    "as printed, the replay fails with `unrecognized arguments` (the lead is quoting it in plugin.py)",
-)
 def test_the_printed_replay_command_runs_as_printed(spooled_run):
     workdir, prefix, log, truth = spooled_run
     commands = re.findall(r"`(locust-sink replay [^`]+)`", log)
     assert commands, log[-3000:]
     command = commands[-1]
     assert "127.0.0.1" in command, command
+    assert spooled_segments(workdir / "results"), "the run spooled what the printed command delivers"
     print(f"\nprinted: {command}")
     proc = subprocess.run(
         ["bash", "-c", command], cwd=workdir, env=locust_env(), capture_output=True, text=True, timeout=300
@@ -555,7 +544,6 @@ def test_everything_was_spooled_with_three_urls_in_the_hint(spooled_run):
     hint = re.search(r"`(locust-sink replay [^`]+)`", log)
     assert hint, log[-3000:]
     assert all(url in hint.group(1) for url in spooled_run_cluster_urls(log)), hint.group(1)
-    assert spooled_segments(workdir / "results")
 
 
 # ------------------------------------------------------------- scenario: writable again during the final flush
@@ -596,13 +584,6 @@ def lifted_in_final_flush(cluster: EsCluster, httpbin_url: str, tmp_path_factory
     return workdir, prefix, log
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,  # a server or fixture that breaks is an error, not the expected failure
-    reason="plugin.py close(): when anything was spooled or replayed during the final flush it is not `smooth`, "
-    "so the closing documents (sink_summary event, final run document) get a 0 s budget and are spooled "
-    "although Elasticsearch takes documents again",
-)
 def test_documents_spooled_before_the_final_flush_are_delivered_when_es_takes_them_again_during_it(
     lifted_in_final_flush,
 ):
@@ -616,6 +597,11 @@ def test_documents_spooled_before_the_final_flush_are_delivered_when_es_takes_th
 
 
 # -------------------------------------------------- scenario: an index goes red (its only copy's node dies)
+
+
+def output(workdir: Path) -> str:
+    """What the run in `workdir` has printed so far (nothing before its output files exist)."""
+    return "".join(p.read_text() for p in (workdir / "locust.stdout", workdir / "locust.stderr") if p.exists())
 
 
 @dataclass
@@ -644,8 +630,7 @@ def red_index(cluster: EsCluster, httpbin_url: str, tmp_path_factory) -> RedRun:
         victim = int(primary_node(es, f"{prefix}-requests").rsplit("-", 1)[1])
 
         def kill_then_restart() -> None:
-            wait_until(lambda: "All users spawned" in (workdir / "locust.stdout").read_text() + (
-                workdir / "locust.stderr").read_text(), 90, 0.2, "the start of the test")  # fmt: skip
+            wait_until(lambda: "All users spawned" in output(workdir), 90, 0.2, "the start of the test")
             events["spawned"] = time.monotonic()
             time.sleep(8)
             cluster.kill_node(victim)
