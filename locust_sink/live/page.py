@@ -22,6 +22,13 @@ MISSING_BOKEH = (
     "(the load test and the recording go on without it)"
 )
 
+# Bokeh's own page, with an empty icon (no favicon request) and some margin
+TEMPLATE = """{% extends "file.html.jinja" %}
+{% block preamble %}<link rel="icon" href="data:,">{% endblock %}
+{% block postamble %}<style>body { font-family: -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif;
+padding: 8px 20px 30px; box-sizing: border-box; }</style>{% endblock %}
+"""
+
 ADAPTER_JS = """
 const r = cb_data.response;
 sel.data = r.series;
@@ -62,6 +69,7 @@ HEALTH_FIELDS = (
 
 def build() -> str:
     """The page's HTML (raises ImportError without Bokeh)."""
+    from bokeh.core.templates import get_env
     from bokeh.embed import file_html
     from bokeh.layouts import column
     from bokeh.models import AjaxDataSource, ColumnDataSource, CustomJS, Div, Select
@@ -120,7 +128,8 @@ def build() -> str:
         live_charts.table(health, HEALTH_FIELDS, "health_table", 160),
         sizing_mode="stretch_width",
     )  # fmt: skip
-    return file_html(layout, resources=INLINE, title="locust-sink live")
+    template = get_env().from_string(TEMPLATE)
+    return file_html(layout, resources=INLINE, title="locust-sink live", template=template)
 
 
 class LivePage:

@@ -92,11 +92,19 @@ class LiveRoutes:
         try:
             data = orjson.loads(response.get_data())
             rows = self.tab_rows(request.host_url.rstrip("/") + PAGE_PATH)
-            data["extended_stats"] = [*(data.get("extended_stats") or []), {"key": TAB_KEY, "data": rows}]
+            # Locust memoizes this answer (the same Response object for ~2 s): replace our entry, never add twice
+            others = [
+                e for e in data.get("extended_stats") or [] if not (isinstance(e, dict) and e.get("key") == TAB_KEY)
+            ]
+            data["extended_stats"] = [*others, {"key": TAB_KEY, "data": rows}]
             response.set_data(orjson.dumps(data))
         except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
             log.warning("locust-sink: could not add the Sink tab's rows to /stats/requests: %s", exc)
         return response
+
+
+def _ours(entry: Any) -> bool:
+    return isinstance(entry, dict) and entry.get("key") == TAB_KEY
 
 
 class LiveServer:
