@@ -7,9 +7,11 @@ hot path) and only store: one `Sample` (a few fields and a reference to the docu
 into a bounded ring. Windows and percentiles are computed when a page asks (`figures.py`).
 
 Memory bound: `max_points` samples (default 100: 5 minutes of 3-s snapshots) for each of at most
-`max_endpoints` endpoints of this node's source plus its Total, and one Total series per worker (at most
-`max_workers`). A sample is ~200 bytes plus its histogram (a dict of Locust's buckets: one entry per distinct
-rounded response time, typically 20-80, at most ~400 for response times under 100 s); see docs/report.md.
+`max_endpoints` (50) endpoints of this node's source plus its Total, and one Total series per worker (at most
+`max_workers`, 200), plus one computed row per sample once a page asked. Measured with tracemalloc
+(docs/report.md, "Live"): a sample holds its histogram, ~1.5 KB with 20 buckets, ~5 KB with 80, ~40 KB
+with 400 (Locust's buckets for response times spread from 1 ms to 100 s: the most there can be), a row
+~0.65 KB; so 0.2 / 0.5 / 3.9 MiB per full series, and at most 51 + workers such series.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from .health import HealthBook
 from .series import LiveSeries
 
 MAX_POINTS = 100
-MAX_ENDPOINTS = 100
+MAX_ENDPOINTS = 50  # as many as the report makes selectable
 MAX_WORKERS = 200
 WINDOW_S = 10.0  # the page's windows: p50/p95/p99, rps and failures/s over the last ~10 s at each point
 OWN_SOURCES = ("local", "master")
