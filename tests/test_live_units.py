@@ -237,3 +237,19 @@ def test_importing_the_live_feed_pulls_in_neither_locust_flask_nor_bokeh() -> No
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_headless_server_on_a_taken_port_says_so_once_and_starts_nothing(caplog) -> None:
+    import socket
+
+    from locust_sink.live.web import LiveServer
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = LiveServer(LiveRoutes(LiveFeed()), "127.0.0.1", port)
+        with caplog.at_level("ERROR", logger="locust_sink"):
+            assert server.start() is False
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and f"127.0.0.1:{port}" in errors[0].getMessage()
