@@ -222,13 +222,16 @@ def web_ui_run_checks(base: str, tmp_path: Path, label: str, min_painted: int) -
         keep_screenshot(tmp_path / f"sink-tab-{label}.png")
         browser.collect_logs()
         assert [e for e in browser.errors() if "favicon" not in e["message"]] == [], browser.errors()
-        time.sleep(3)
-        truth = [Seen(a, b, locust_counts(d)) for a, b, d in ui.seen]
+
+        def bracketed() -> int:
+            truth = [Seen(a, b, locust_counts(d)) for a, b, d in list(ui.seen)]
+            return check_bracketed(list(live.seen), truth, CACHE_S) >= 3
+
+        wait_until(bracketed, 30, what="three live answers with Locust's counts on both sides")
         final = wait_until(lambda: final_served(data_url), 60, what="the final snapshot")
         browser.driver.get(base + PAGE_PATH)
         time.sleep(CACHE_S + 1)  # the page polls the final figures; Locust's cached answer expires
         page_final = browser.driver.execute_script(PAGE_TABLE_JS, "endpoints_table")
-    assert check_bracketed(live.seen, truth, CACHE_S) >= 3
     expected = live_counts(final)
     assert locust_counts(get_json(base + "/stats/requests")) == expected
     assert table_counts(page_final) == expected
