@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "drain": "bench.drain",
     "peers": "bench.peers",
     "callgrind": "bench.callgrind",
+    "live": "bench.live",
     "table": "bench.table",
 }
 # `report` is bench/report_scale.py's main(argv) (the scale report, written separately): wired in when the

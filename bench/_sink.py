@@ -88,3 +88,87 @@ def accounting(sink: Any) -> dict[str, int]:
 
 def summary(sink: Any) -> str:
     return str(sink.buffer.accounting.summary())
+
+
+# ----- the live page (bench/live.py) ---------------------------------------------------------------------
+
+
+class LiveMeter:
+    """CPU seconds (this thread's) spent in the live feed's observer calls and in the live data route, and
+    the page build's CPU (in gevent's thread pool, measured there). None of the wrapped calls yields, so
+    `time.thread_time` around each one counts that call alone (resolution: the clock's, ~1 µs)."""
+
+    def __init__(self) -> None:
+        self.observer_s = 0.0
+        self.observer_calls = 0
+        self.serve_s = 0.0
+        self.serve_calls = 0
+        self.build_s = 0.0
+        self.feeds: list[Any] = []
+
+    def feed_bytes(self) -> int:
+        """Deep size of the feeds' rings: samples, their histograms (dict, keys, counts) and computed rows."""
+        import sys
+
+        seen: set[int] = set()
+
+        def size(obj: Any) -> int:
+            if id(obj) in seen:
+                return 0
+            seen.add(id(obj))
+            n = sys.getsizeof(obj)
+            if isinstance(obj, dict):
+                n += sum(size(k) + size(v) for k, v in obj.items())
+            return n
+
+        total = 0
+        for feed in self.feeds:
+            for series in [feed.total, *feed.endpoints.values(), *feed.workers.values()]:
+                total += sys.getsizeof(series.samples) + sys.getsizeof(series.rows)
+                for sample in series.samples:
+                    total += sys.getsizeof(sample) + size(sample.hist)
+                for row in series.rows:
+                    total += size(row)
+        return total
+
+
+def instrument_live() -> LiveMeter:
+    """Wrap the live feed's observer methods, the data route and the page build with CPU meters."""
+    from locust_sink.live import feed as live_feed
+    from locust_sink.live import page as live_page
+    from locust_sink.live import web as live_web
+
+    meter = LiveMeter()
+
+    def metered(func: Callable[..., Any], kind: str) -> Callable[..., Any]:
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if kind == "observer" and self not in meter.feeds:
+                meter.feeds.append(self)
+            t0 = time.thread_time()
+            try:
+                return func(self, *args, **kwargs)
+            finally:
+                spent = time.thread_time() - t0
+                if kind == "observer":
+                    meter.observer_s += spent
+                    meter.observer_calls += 1
+                else:
+                    meter.serve_s += spent
+                    meter.serve_calls += 1
+
+        return wrapper
+
+    live_feed.LiveFeed.on_snapshot = metered(live_feed.LiveFeed.on_snapshot, "observer")  # type: ignore[method-assign]
+    live_feed.LiveFeed.on_status = metered(live_feed.LiveFeed.on_status, "observer")  # type: ignore[method-assign]
+    live_web.LiveRoutes.data_view = metered(live_web.LiveRoutes.data_view, "serve")  # type: ignore[method-assign]
+    build = live_page.build
+
+    def metered_build() -> str:
+        t0 = time.thread_time()
+        try:
+            return build()
+        finally:
+            meter.build_s += time.thread_time() - t0
+
+    live_page.build = metered_build
+    return meter

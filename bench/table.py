@@ -40,6 +40,13 @@ VERDICT: list[tuple[str, str, str]] = [
     ("callgrind", "influx.delivery", "instructions per record, locust-influxdb-listener delivery"),
     ("profile", "file.sink_share_pct", "sink code's share of Locust's CPU, file mode (SIGPROF samples)"),
     ("profile", "es.sink_share_pct", "sink code's share of Locust's CPU, es mode"),
+    ("live", "live_unwatched_share_pct", "live page, nobody watching: its observer's share of Locust's CPU"),
+    (
+        "live",
+        "live_watched_share_pct",
+        "live page open (1 s polls): observer + data route, share of Locust's CPU",
+    ),
+    ("live", "live_serve_us_per_poll", "live page: CPU µs per poll of its data route"),
     ("drain", "ratio", "drain: sink records/s into ES / raw _bulk ceiling (target >= 0.8)"),
     ("drain", "sink_records_per_s", "drain: sink records/s from a full queue into ES"),
 ]

@@ -50,6 +50,13 @@ def positive_float(value: Any) -> float:
     return number
 
 
+def port_number(value: Any) -> int:
+    number = int(value)
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be in 0..65535, got {value!r}")
+    return number
+
+
 def sample_rate(value: Any) -> float:
     number = float(value)
     if not 0 < number <= 1:
@@ -145,6 +152,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("--sink-encoder", "process", "Where request documents are encoded: a helper process on another CPU, "
            "or inline in Locust's process (no extra process; costs Locust ~2 µs CPU per request)",
            choices=("process", "inline")),
+    Option("--sink-live-port", None, "Serve the live charts page on this port in headless runs (0: any free port, "
+           "printed at start; with the web UI the page is also at /locust-sink/live)",
+           "headless live page port (off by default; the web UI has the page at `/locust-sink/live`)",
+           type=port_number),
+    Option("--sink-live-host", "127.0.0.1", "Interface the headless live page listens on"),
 )  # fmt: skip
 
 DEFAULTS: dict[str, Any] = {o.dest: o.default for o in OPTIONS}
@@ -242,6 +254,8 @@ class SinkOptions:
     tags: dict[str, str] = field(default_factory=dict)
     description: str | None = None
     ilm_policy: str | None = None
+    live_port: int | None = None  # the headless live page (None: off)
+    live_host: str = DEFAULTS["sink_live_host"]
 
     @classmethod
     def from_values(cls, v: dict[str, Any]) -> SinkOptions:
@@ -287,6 +301,8 @@ class SinkOptions:
             tags=parse_tags(v["run_tag"]),
             description=v["run_description"],
             ilm_policy=v["es_ilm_policy"] or None,
+            live_port=None if v["sink_live_port"] in (None, "") else port_number(v["sink_live_port"]),
+            live_host=str(v["sink_live_host"] or DEFAULTS["sink_live_host"]),
         )
 
 

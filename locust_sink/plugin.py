@@ -21,9 +21,10 @@ from .config import DEFAULT_CLI_ES_URL, cli_command
 from .delivery.engine import Delivery
 from .errors import error_text
 from .interrupts import register_exit_hook_before_finalizers, route_ctrl_c_to_main_greenlet
+from .live import wiring as live
 from .nodes import node_id, node_role
 from .options import SinkOptions, add_arguments, option_values
-from .stats import StatsRecorder
+from .stats import StatsObserver, StatsRecorder
 
 log = logging.getLogger("locust_sink")
 # The client logs every request at INFO: thousands of lines per run that say nothing the sink does not.
@@ -47,7 +48,11 @@ class LocustSink:
     """
 
     def __init__(
-        self, environment: Environment, overrides: dict[str, Any] | None = None, close_on_quitting: bool = False
+        self,
+        environment: Environment,
+        overrides: dict[str, Any] | None = None,
+        close_on_quitting: bool = False,
+        observer: StatsObserver | None = None,
     ) -> None:
         self.environment = environment
         self.overrides = dict(overrides or {})
@@ -69,7 +74,7 @@ class LocustSink:
         # --json-file, with the exit code. A hand-built Environment (attach) may only fire `quitting`.
         self.close_on_quitting = close_on_quitting
         self._atexit_registered = False
-        self.recorder = StatsRecorder(environment, self, lambda: self.options)
+        self.recorder = StatsRecorder(environment, self, lambda: self.options, observer=observer)
 
     # ----- identity ---------------------------------------------------------------------------------
     @property
@@ -275,17 +280,20 @@ def _on_init(environment: Environment, **_kwargs: Any) -> None:
         return
     if environment.parsed_options is not None:  # launched by `locust` (not a hand-built Environment)
         route_ctrl_c_to_main_greenlet()
+    web_ui = _kwargs.get("web_ui")
+    feed = live.wanted(environment, web_ui)
     try:
-        sink = LocustSink(environment)
+        sink = LocustSink(environment, observer=feed)
     except (ValueError, TypeError) as exc:
         # Bad options must not stop the load test: one clear error, no sink.
         log.error("locust-sink: disabled, bad option: %s", exc)
         return
     environment.locust_sink = sink  # type: ignore[attr-defined]
     register_listeners(sink)
-    web_ui = _kwargs.get("web_ui")
     if web_ui is not None:
         add_web_route(web_ui, sink)
+    if feed is not None:
+        live.serve(environment, feed, web_ui, sink.options.live_host, sink.options.live_port)
 
 
 def add_web_route(web_ui: Any, sink: LocustSink) -> None:

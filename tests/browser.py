@@ -106,9 +106,10 @@ class Browser:
         finally:
             shutil.rmtree(self.profile, ignore_errors=True)
 
-    def open(self, url: str, timeout: float = 30) -> dict[str, Any]:
-        """Load url and wait until Bokeh has rendered every root and painted every figure; returns the state.
-        The logs are drained first, so `console` and `requests` then hold what this page did."""
+    def open(self, url: str, timeout: float = 30, min_painted: int | None = None) -> dict[str, Any]:
+        """Load url and wait until Bokeh has rendered every root and painted every figure (or `min_painted`
+        of them: a page may hide some); returns the state. The logs are drained first, so `console` and
+        `requests` then hold what this page did."""
         self.driver.get("about:blank")
         self.driver.get_log("browser")
         self.driver.get_log("performance")
@@ -118,7 +119,8 @@ class Browser:
         state = None
         while time.monotonic() < deadline:
             state = self.driver.execute_script(BOKEH_STATE_JS)
-            if state and state["views"] >= state["roots"] > 0 and len(self.painted()) >= state["figures"]:
+            want = state["figures"] if state and min_painted is None else min_painted
+            if state and state["views"] >= state["roots"] > 0 and len(self.painted()) >= want:
                 break
             time.sleep(0.25)
         time.sleep(0.3)  # let the last paint finish
