@@ -95,7 +95,7 @@ def summary(sink: Any) -> str:
 
 class LiveMeter:
     """CPU seconds (this thread's) spent in the live feed's observer calls and in the live data route, and
-    the page build's CPU (in gevent's thread pool, measured there). None of the wrapped calls yields, so
+    the page build's CPU in Locust's process (the build runs in a child process). None of the wrapped calls yields, so
     `time.thread_time` around each one counts that call alone (resolution: the clock's, ~1 µs)."""
 
     def __init__(self) -> None:

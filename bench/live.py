@@ -6,7 +6,7 @@ and its JSON route polled every --poll seconds (the page's own rate is 1 s) with
 moving. Inside Locust, the live feed's observer calls and the data route are metered with
 `time.thread_time` (bench/_sink.py `instrument_live`; resolution ~1 µs per call); their sum is given as a
 share of Locust's CPU time over the test window (`time.process_time` from test_start to test_stop). The page
-build (once, in gevent's thread pool) is reported apart. Requests/s of both runs are given as they came: on
+build (once, in a child process) is reported apart. Requests/s of both runs are given as they came: on
 a shared machine their difference is within the noise.
 """
 
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         polls = max(1, w["serve_calls"])
         figures["live_serve_us_per_poll"] = _infra.figure(round(1e6 * w["serve_s"] / polls, 1), "µs CPU per poll",
                                                           None, f"mean over {polls} polls")  # fmt: skip
-        figures["live_page_build_s"] = _infra.figure(round(w["build_s"], 3), "s CPU, once (thread pool)", None,
+        figures["live_page_build_s"] = _infra.figure(round(w["build_s"], 3), "s CPU in Locust's process, once (built in a child process)", None,
                                                      "time.thread_time in the pool's thread")  # fmt: skip
         figures["live_feed_mib"] = _infra.figure(round(w["feed_bytes"] / (1 << 20), 3), "MiB at the end",
                                                  None, "sys.getsizeof over the rings (deep)")  # fmt: skip

@@ -142,8 +142,8 @@ class LivePage:
     def html(self, builder: Any = None) -> str | None:
         """The page, or None when Bokeh is missing (then `missing` says what to install).
 
-        `builder(build)` runs the build (the web routes pass gevent's thread pool, so that building the
-        document, ~1 s of CPU once, does not hold up the simulated users' greenlets)."""
+        `builder(build)` runs the build (the web routes build in a child process, so that building the
+        document, ~1.4 s of CPU once, does not hold up the simulated users' greenlets)."""
         if self._html is None and self.missing is None:
             try:
                 self._html = builder(build) if builder is not None else build()
