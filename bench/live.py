@@ -118,8 +118,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         polls = max(1, w["serve_calls"])
         figures["live_serve_us_per_poll"] = _infra.figure(round(1e6 * w["serve_s"] / polls, 1), "µs CPU per poll",
                                                           None, f"mean over {polls} polls")  # fmt: skip
-        figures["live_page_build_s"] = _infra.figure(round(w["build_s"], 3), "s CPU in Locust's process, once (built in a child process)", None,
-                                                     "time.thread_time in the pool's thread")  # fmt: skip
+        figures["live_page_build_s"] = _infra.figure(
+            round(w["build_s"], 3), "s CPU in Locust's process, once (built in a child process)", None,
+            "time.thread_time around the build call")  # fmt: skip
         figures["live_feed_mib"] = _infra.figure(round(w["feed_bytes"] / (1 << 20), 3), "MiB at the end",
                                                  None, "sys.getsizeof over the rings (deep)")  # fmt: skip
     _infra.append_result(NAME, argv, figures, problems, details)
