@@ -12,7 +12,7 @@ SUT_VENV=${LOCUST_SINK_SUT_VENV:-$here/.venv-sut}
 need_debs=()
 # chromium + chromium-driver: the browser tests open real reports in Debian's headless Chromium (never a
 # downloaded browser build)
-for pair in nginx:nginx docker-compose:docker-compose unzip:unzip runuser:util-linux java:openjdk-17-jre-headless \
+for pair in nginx:nginx valgrind:valgrind docker-compose:docker-compose unzip:unzip runuser:util-linux java:openjdk-17-jre-headless \
             mvn:maven chromium:chromium chromedriver:chromium-driver; do
   cmd=${pair%%:*}; deb=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || need_debs+=("$deb")
