@@ -115,3 +115,27 @@ def test_defaults_have_one_home():
     assert from_table.batch_size == DEFAULTS["sink_batch_size"] and from_table.encoder == DEFAULTS["sink_encoder"]
     help_text = parser.format_help()
     assert "(default 1000)" in help_text and "(default locust-results)" in help_text
+
+
+def test_readme_options_table_names_every_option_with_its_default():
+    """README's table is written for users (its own descriptions), but every flag is in it, with the
+    option table's default."""
+    import re
+
+    from locust_sink.options import OPTIONS
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Options", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) >= 3 and cells[0].startswith("`--"):
+            for flag in re.findall(r"`(--[a-z0-9-]+)", cells[0]):
+                rows[flag] = cells[1]
+    for opt in OPTIONS:
+        assert opt.flag in rows, f"{opt.flag} is missing from README's options table"
+        default = opt.default_text()
+        if default:
+            assert f"`{default}`" in rows[opt.flag], (opt.flag, rows[opt.flag], default)
+        else:
+            assert rows[opt.flag].startswith(("none", "generated")), (opt.flag, rows[opt.flag])
