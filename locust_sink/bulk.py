@@ -94,12 +94,14 @@ _CONFIG = frozenset({ErrorKind.AUTH, ErrorKind.TLS, ErrorKind.VERSION, ErrorKind
 
 
 class SinkTransportError(Exception):
-    """A whole request (a `_bulk`, a health check) failed, classified by `kind`."""
+    """A whole request (a `_bulk`, a health check) failed, classified by `kind`. `cause`: what stays the
+    same while the same condition lasts (the message may carry changing counts); defaults to the message."""
 
-    def __init__(self, kind: ErrorKind, message: str, status: int | None = None) -> None:
+    def __init__(self, kind: ErrorKind, message: str, status: int | None = None, cause: str | None = None) -> None:
         super().__init__(message)
         self.kind = kind
         self.status = status
+        self.cause = cause if cause is not None else message
 
     @property
     def retryable(self) -> bool:
@@ -126,6 +128,10 @@ class BulkOutcome:
         statuses = ", ".join(f"{s}x{n}" for s, n in sorted(self.retry_statuses.items()))
         reasons = "; ".join(f"{kind}: {reason}" for kind, reason in sorted(self.retry_reasons.items()))
         return f"{statuses} ({reasons})" if reasons else statuses
+
+    def retry_cause(self) -> str:
+        """The statuses and error types of the refused items, without counts: one refusal condition."""
+        return ",".join([str(s) for s in sorted(self.retry_statuses)] + sorted(self.retry_reasons))
 
 
 def sort_items(items: Sequence[BulkItem], result: dict[str, Any]) -> BulkOutcome:

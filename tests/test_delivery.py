@@ -284,6 +284,39 @@ def test_items_refused_until_the_budget_is_spent_are_spooled_then_replayed(tmp_p
     assert not (tmp_path / "dead-letter").exists()
 
 
+def test_one_refusal_condition_is_announced_once_whatever_the_counts(tmp_path, caplog):
+    """Records keep arriving while the index is blocked: the live batch is refused as 429x150, then the
+    replay of the spool segment (those 150 and the 60 parked meanwhile) as 429x210. It is one condition,
+    so one line says why until the cluster takes documents again."""
+    cluster = FakeCluster()
+    blocked = {"on": True}
+
+    def status(meta: dict[str, Any], doc: dict[str, Any]) -> Status:
+        if blocked["on"]:
+            return 429, {"type": "cluster_block_exception", "reason": "index [t-requests] blocked"}
+        return 201, None
+
+    cluster.item_status = status
+    delivery, buffer = engine(
+        tmp_path, cluster, retry_timeout=0.1, batch_size=1000, probe_interval_min=0.3, probe_interval_max=0.3
+    )
+    delivery.start()
+    with caplog.at_level(logging.INFO, logger="locust_sink"):
+        feed(buffer, 150)
+        delivery.request_drain()
+        gevent.sleep(0.2)  # refused for the retry budget: spooled, the link is down until the next probe
+        feed(buffer, 60)
+        delivery.request_drain()
+        gevent.sleep(0.8)  # parked into the open segment; the probe closes it and the replay is refused
+        assert delivery.ledger.requests.spooled == 210
+        blocked["on"] = False
+        assert delivery.flush(5)
+    assert_all_indexed_once(delivery, cluster, 210)
+    refused = outage_lines(caplog, "keeps refusing items")
+    assert len(refused) == 1 and "429x150" in refused[0], refused
+    assert len(outage_lines(caplog, "takes documents again")) == 1
+
+
 def test_a_403_block_on_single_items_is_temporary_too(tmp_path):
     """An operator's write block answers 403 cluster_block_exception per item: retried, never dead-lettered."""
     cluster = FakeCluster()

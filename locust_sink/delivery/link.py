@@ -74,6 +74,7 @@ class EsLink:
         self._probe_delay = probe_interval_min
         self._recovering = False
         self._outage_announced = False
+        self._outage_cause: str | None = None
 
     @property
     def up(self) -> bool:
@@ -143,9 +144,10 @@ class EsLink:
         outage (a probe that answers while bulk requests still fail is the same outage)."""
         config = exc.config_problem
         message = self._trouble.redact(str(exc))
-        if not self._outage_announced or self.last_error != message:
+        if not self._outage_announced or self._outage_cause != exc.cause:
             self._outage_announced = True
             self._trouble.note(f"{message} ({self._outage_note})", error=config, again=True)
+        self._outage_cause = exc.cause
         self.state = LinkState.BROKEN if config else LinkState.DOWN
         self.last_error = message
         delay = BROKEN_PROBE_INTERVAL if config else self._probe_delay

@@ -190,7 +190,9 @@ class BulkSender:
                 if self._pause(budget):
                     continue
                 refused = SinkTransportError(
-                    ErrorKind.OVERLOADED, f"Elasticsearch keeps refusing items ({outcome.describe_retries()})"
+                    ErrorKind.OVERLOADED,
+                    f"Elasticsearch keeps refusing items ({outcome.describe_retries()})",
+                    cause=f"refused:{outcome.retry_cause()}",
                 )
                 out.unsent(pending, refused)
                 pending = []
