@@ -117,7 +117,9 @@ def delete_indices(es: Elasticsearch, pattern: str) -> list[str]:
 
 def es_local(*args: str, timeout: float = 300) -> str:
     """Run scripts/es-local.sh; its last line of stdout (the URL for start/url)."""
-    proc = subprocess.run(["bash", str(ES_SCRIPT), *args], capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        ["bash", str(ES_SCRIPT), *args], capture_output=True, text=True, timeout=timeout, env=subprocess_env()
+    )
     if proc.returncode != 0:
         raise RuntimeError(
             f"es-local.sh {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr[-6000:]}"
@@ -284,23 +286,42 @@ class LocustTimeout(subprocess.TimeoutExpired):
         return f"{super().__str__()}\n--- stdout (tail)\n{out[-3000:]}\n--- stderr (tail)\n{err[-6000:]}"
 
 
-def headless_locust_cmd(
+def headless_args(
     locustfile: str | Path, host: str, users: int, run_time: str, json_file: str | Path, *extra: str
 ) -> list[str]:
-    """`python -m locust -f F --headless -u N -r N -t T --host H --json-file J EXTRA...`: what every test's
-    headless run shares (the --json-file is the ground truth the tests compare with)."""
+    """`-f F --headless -u N -r N -t T --host H --json-file J EXTRA...` for start_locust / run_locust: what every
+    test's headless run shares (the --json-file is the ground truth the tests compare with)."""
     return [
-        sys.executable, "-m", "locust", "-f", str(locustfile), "--headless", "-u", str(users), "-r", str(users),
+        "-f", str(locustfile), "--headless", "-u", str(users), "-r", str(users),
         "-t", run_time, "--host", host, "--json-file", str(json_file), *extra,
     ]  # fmt: skip
 
 
-def locust_env(env: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment for a Locust subprocess: ours, minus inherited LOCUST_* options, plus env."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_") or k.startswith("LOCUST_SINK_")}
+# Variables of the test and bench machinery itself, passed on to subprocesses; every other LOCUST_* variable
+# is an option of Locust's or the sink's (`--sink-flush-timeout` <- LOCUST_SINK_FLUSH_TIMEOUT) and is dropped,
+# so that nothing in the caller's environment changes what a test runs. test_harness.py checks that none of
+# these names an option.
+INFRA_VARIABLES = (
+    "LOCUST_SINK_ES_", "LOCUST_SINK_SUT_", "LOCUST_SINK_CACHE", "LOCUST_SINK_JVM_DIRS", "LOCUST_SINK_PG_BIN",
+    "LOCUST_SINK_SCREENSHOTS", "LOCUST_SINK_BENCH_", "LOCUST_BENCH_",
+)  # fmt: skip
+
+
+def subprocess_env(env: dict[str, str] | None = None, drop: tuple[str, ...] = ()) -> dict[str, str]:
+    """The environment of every subprocess a test starts (Locust, the locust-sink CLI, scripts): ours without
+    inherited Locust/sink options (LOCUST_*, INFRA_VARIABLES aside) and without variables starting with one
+    of `drop` (a tool's own knobs), unbuffered, plus `env`."""
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if (not k.startswith("LOCUST_") or k.startswith(INFRA_VARIABLES)) and not k.startswith(drop)
+    }
     base["PYTHONUNBUFFERED"] = "1"
     base.update(env or {})
     return base
+
+
+locust_env = subprocess_env  # the name the Locust-launching call sites read best with
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -311,12 +332,42 @@ def _kill_group(proc: subprocess.Popen) -> None:
         proc.wait(10)
 
 
-@dataclass
-class _Started:
-    proc: subprocess.Popen
-    args: list[str]
-    stdout_path: Path
-    stderr_path: Path
+def _default_sigint() -> None:
+    # SIGINT may be ignored in the parent (a background job): restore it so Ctrl-C tests are real
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+class LocustProcess:
+    """A real `locust` started in the background (start_locust): the one way tests launch Locust.
+
+    Output goes to cwd/<label>.stdout and .stderr. Use it as a context manager (or call kill()): whatever
+    happens in the test, the process group never outlives it.
+    """
+
+    def __init__(self, args: Sequence[str], env: dict[str, str] | None, cwd: Path, label: str) -> None:
+        self.args = [sys.executable, "-m", "locust", *args]
+        self.cwd = cwd
+        self.stdout_path, self.stderr_path = cwd / f"{label}.stdout", cwd / f"{label}.stderr"
+        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
+            self.proc = subprocess.Popen(
+                self.args, cwd=cwd, env=locust_env(env), stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                start_new_session=True, preexec_fn=_default_sigint,
+            )  # fmt: skip
+
+    @property
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def log(self) -> str:
+        """stdout and stderr so far (Locust logs to stderr)."""
+        return self.stdout_path.read_text(errors="replace") + self.stderr_path.read_text(errors="replace")
+
+    def send_signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def kill(self) -> None:
+        if self.running:
+            _kill_group(self.proc)
 
     def result(self) -> subprocess.CompletedProcess:
         done = subprocess.CompletedProcess(
@@ -329,15 +380,23 @@ class _Started:
         done.stderr_path = self.stderr_path  # type: ignore[attr-defined]
         return done
 
+    def wait(self, timeout: float) -> subprocess.CompletedProcess:
+        """Wait for the end; past timeout seconds the process group is killed and LocustTimeout raised."""
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(self.proc)
+            done = self.result()
+            raise LocustTimeout(self.args, timeout, output=done.stdout, stderr=done.stderr) from None
+        finally:
+            self.kill()  # KeyboardInterrupt and the like: never leave a Locust behind
+        return self.result()
 
-def _start_locust(args: Sequence[str], env: dict[str, str] | None, cwd: Path, label: str) -> _Started:
-    cmd = [sys.executable, "-m", "locust", *args]
-    stdout_path, stderr_path = cwd / f"{label}.stdout", cwd / f"{label}.stderr"
-    with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
-        proc = subprocess.Popen(
-            cmd, cwd=cwd, env=locust_env(env), stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True
-        )
-    return _Started(proc, cmd, stdout_path, stderr_path)
+    def __enter__(self) -> LocustProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
 
 
 def _workdir(cwd: str | Path | None) -> Path:
@@ -347,6 +406,14 @@ def _workdir(cwd: str | Path | None) -> Path:
     return path
 
 
+def start_locust(
+    args: Sequence[str], env: dict[str, str] | None = None, cwd: str | Path | None = None, label: str = "locust"
+) -> LocustProcess:
+    """Start the real `locust` (this Python's `-m locust ARGS`) in the background, in cwd (default: a new
+    empty folder)."""
+    return LocustProcess(args, env, _workdir(cwd), label)
+
+
 def run_locust(
     args: Sequence[str],
     env: dict[str, str] | None = None,
@@ -354,22 +421,9 @@ def run_locust(
     timeout: float = 120,
     label: str = "locust",
 ) -> subprocess.CompletedProcess:
-    """Run the real `locust` (this Python's `-m locust`) to completion; output goes to cwd/<label>.stdout/.stderr.
-
-    Returns a CompletedProcess with text stdout/stderr (and stdout_path/stderr_path). Past timeout seconds the
-    process group is killed and LocustTimeout raised.
-    """
-    started = _start_locust(args, env, _workdir(cwd), label)
-    try:
-        started.proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        _kill_group(started.proc)
-        done = started.result()
-        raise LocustTimeout(started.args, timeout, output=done.stdout, stderr=done.stderr) from None
-    finally:
-        if started.proc.poll() is None:  # KeyboardInterrupt and the like: never leave a Locust behind
-            _kill_group(started.proc)
-    return started.result()
+    """Run the real `locust` to completion (start_locust, then wait). Returns a CompletedProcess with text
+    stdout/stderr (and stdout_path/stderr_path); past timeout seconds LocustTimeout."""
+    return start_locust(args, env, cwd, label).wait(timeout)
 
 
 @dataclass
@@ -392,17 +446,19 @@ def run_locust_distributed(
     worker_envs: Sequence[dict[str, str] | None] | None = None,
     cwd: str | Path | None = None,
     worker_grace: float = 30,
+    master_env: dict[str, str] | None = None,
 ) -> DistributedRun:
     """A real master (`--master --expect-workers N`, bound to 127.0.0.1 on a free port) and N real workers.
 
     master_args must make the master end by itself (e.g. --headless -t 5s); the helper adds the master/worker
     wiring. Workers leave when the master quits; any still alive worker_grace seconds later is killed (its
     return code is then -9). Output files: cwd/master.* and cwd/worker-<i>.*. Past timeout seconds for the
-    master, every process is killed and LocustTimeout raised (with the master's output).
+    master, every process is killed and LocustTimeout raised (with the master's output). `env` is every
+    process's, `master_env` and `worker_envs[i]` are added for the master and worker i.
     """
     workdir = _workdir(cwd)
     port = free_port()
-    master = _start_locust(
+    master = start_locust(
         [
             *master_args,
             "--master",
@@ -413,16 +469,16 @@ def run_locust_distributed(
             "--expect-workers",
             str(n_workers),
         ],
-        env,
+        {**(env or {}), **(master_env or {})},
         workdir,
         "master",
     )
-    workers: list[_Started] = []
+    workers: list[LocustProcess] = []
     try:
         for i in range(n_workers):
             worker_env = {**(env or {}), **((worker_envs[i] if worker_envs else None) or {})}
             workers.append(
-                _start_locust(
+                start_locust(
                     [*worker_args, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)],
                     worker_env,
                     workdir,
@@ -444,6 +500,5 @@ def run_locust_distributed(
                 _kill_group(started.proc)
     finally:
         for started in (master, *workers):
-            if started.proc.poll() is None:
-                _kill_group(started.proc)
+            started.kill()
     return DistributedRun(master.result(), [w.result() for w in workers], port)

@@ -4,7 +4,6 @@ guard and the results table. Pure functions of plain data: milliseconds, no serv
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import subprocess
@@ -12,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import subprocess_env
 from locust.stats import calculate_response_time_percentile
 
 from bench import _infra, _stats, callgrind, peers, table
@@ -213,7 +213,7 @@ def test_peers_summary_pairs_rounds_and_counts_losses():
 
 def _bench(tmp_path: Path, *args: str, timeout: float = 120) -> tuple[subprocess.CompletedProcess, dict]:
     """`python3 -m bench ARGS` as a user runs it, with its results file in tmp_path; its one new line."""
-    env = dict(os.environ, LOCUST_BENCH_RESULTS=str(tmp_path), PYTHONPATH=str(ROOT))
+    env = subprocess_env({"LOCUST_BENCH_RESULTS": str(tmp_path), "PYTHONPATH": str(ROOT)})
     done = subprocess.run(
         [sys.executable, "-m", "bench", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
     )

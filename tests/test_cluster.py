@@ -36,10 +36,11 @@ from elasticsearch import helpers as es_helpers
 from helpers import (
     EsCluster,
     es_client,
-    headless_locust_cmd,
-    locust_env,
+    headless_args,
     run_locust,
     run_locust_distributed,
+    start_locust,
+    subprocess_env,
     wait_until,
 )
 
@@ -232,7 +233,7 @@ def node_loss(cluster: EsCluster, httpbin_url: str, tmp_path_factory) -> NodeLos
         victim["node"] = int(name.rsplit("-", 1)[1])
         cluster.kill_node(victim["node"])
 
-    master_args = headless_locust_cmd(
+    master_args = headless_args(
         E2E,
         httpbin_url,
         6,
@@ -252,7 +253,7 @@ def node_loss(cluster: EsCluster, httpbin_url: str, tmp_path_factory) -> NodeLos
         str(workdir / "results"),
         "--sink-stats-interval",
         "2",
-    )[3:]  # fmt: skip  (run_locust_distributed adds `python -m locust`)
+    )  # fmt: skip
     master_log = workdir / "master.stderr"  # run_locust_distributed's output file for the master
 
     def test_started() -> bool:
@@ -431,11 +432,11 @@ def read_only(cluster: EsCluster, httpbin_url: str, tmp_path_factory) -> ReadOnl
     chaos.start()
     try:
         done = run_locust(
-            headless_locust_cmd(
+            headless_args(
                 FAULTS, httpbin_url, 3, f"{READ_ONLY_RUN_SECONDS}s", workdir / "stats",
                 "--exit-code-on-error", "0", "--es-url", cluster.url, "--es-index-prefix", prefix,
                 "--sink-dir", str(workdir / "results"), "--sink-retry-timeout", "2",
-            )[3:],
+            ),
             env={"FAULT_WAIT": "0.05"},
             cwd=workdir,
             timeout=180,
@@ -493,12 +494,12 @@ def spooled_run(cluster: EsCluster, httpbin_url: str, tmp_path_factory) -> tuple
     set_block(es, prefix, True)
     try:
         done = run_locust(
-            headless_locust_cmd(
+            headless_args(
                 FAULTS, httpbin_url, 2, "6s", workdir / "stats",
                 "--exit-code-on-error", "0", "--es-url", cluster.url, "--es-index-prefix", prefix,
                 "--sink-dir", str(workdir / "results"), "--sink-retry-timeout", "1", "--sink-flush-timeout", "3",
                 "--es-replicas", "1",
-            )[3:],
+            ),
             env={"FAULT_WAIT": "0.1"},
             cwd=workdir,
             timeout=120,
@@ -519,7 +520,7 @@ def test_the_printed_replay_command_runs_as_printed(spooled_run):
     assert spooled_segments(workdir / "results"), "the run spooled what the printed command delivers"
     print(f"\nprinted: {command}")
     proc = subprocess.run(
-        ["bash", "-c", command], cwd=workdir, env=locust_env(), capture_output=True, text=True, timeout=300
+        ["bash", "-c", command], cwd=workdir, env=subprocess_env(), capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, f"{command}\n{proc.stdout}\n{proc.stderr}"
     urls = shlex.split(command)[shlex.split(command).index("--es-url") + 1]
@@ -559,28 +560,21 @@ def lifted_in_final_flush(cluster: EsCluster, httpbin_url: str, tmp_path_factory
     schema.install_templates(es, prefix, replicas=1)
     schema.create_indices(es, prefix)
     set_block(es, prefix, True)
-    cmd = headless_locust_cmd(
+    cmd = headless_args(
         FAULTS, httpbin_url, 2, "8s", workdir / "stats",
         "--exit-code-on-error", "0", "--es-url", cluster.url, "--es-index-prefix", prefix, "--es-replicas", "1",
         "--sink-dir", str(workdir / "results"), "--sink-retry-timeout", "1", "--sink-flush-timeout", "25",
     )  # fmt: skip
-    log_path = workdir / "locust.log"
-    with log_path.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd, cwd=workdir, env=locust_env({"FAULT_WAIT": "0.1"}), stdout=out, stderr=subprocess.STDOUT
-        )
     try:
-        wait_until(lambda: "--run-time limit reached" in log_path.read_text(), 90, 0.2, "the end of the run")
-        time.sleep(1.0)
-        set_block(es, prefix, None)
-        proc.wait(120)
+        with start_locust(cmd, {"FAULT_WAIT": "0.1"}, cwd=workdir) as proc:
+            wait_until(lambda: "--run-time limit reached" in proc.log(), 90, 0.2, "the end of the run")
+            time.sleep(1.0)
+            set_block(es, prefix, None)
+            done = proc.wait(120)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(30)
         set_block(es, prefix, None)
-    log = log_path.read_text()
-    assert proc.returncode == 0 and "Traceback" not in log, log[-3000:]
+    log = done.stdout + done.stderr
+    assert done.returncode == 0 and "Traceback" not in log, log[-3000:]
     return workdir, prefix, log
 
 
@@ -642,11 +636,11 @@ def red_index(cluster: EsCluster, httpbin_url: str, tmp_path_factory) -> RedRun:
         chaos = threading.Thread(target=kill_then_restart, daemon=True)
         chaos.start()
         done = run_locust(
-            headless_locust_cmd(
+            headless_args(
                 FAULTS, httpbin_url, 3, "40s", workdir / "stats",
                 "--exit-code-on-error", "0", "--es-url", cluster.url, "--es-index-prefix", prefix,
                 "--es-replicas", "1", "--sink-dir", str(workdir / "results"), "--sink-retry-timeout", "3",
-            )[3:],
+            ),
             env={"FAULT_WAIT": "0.05"},
             cwd=workdir,
             timeout=240,

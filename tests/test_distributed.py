@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from e2e_util import es_landed, locust_truth
-from helpers import es_client, free_port, headless_locust_cmd
+from helpers import es_client, free_port, headless_args, run_locust_distributed, subprocess_env
 from test_stats import (
     LOCUSTFILE,
     Run,
@@ -28,15 +28,12 @@ from test_stats import (
     assert_snapshot_equals_locust,
     by_key,
     check_log,
-    clean_env,
     events_of,
     final_snapshot,
     indices_with,
     run_document,
     run_ids_in,
     search_all,
-    start_process,
-    stop_process,
 )
 
 pytestmark = pytest.mark.slow
@@ -53,46 +50,28 @@ def run_distributed(
     worker_env: list[dict[str, str]] | None = None,
 ) -> tuple[Run, list[str]]:
     """Master (with every sink option) + two bare workers; returns the master's run and the worker logs."""
-    port = free_port()
     name = "master"
-    master_cmd = headless_locust_cmd(
+    master_args = headless_args(
         LOCUSTFILE, host, USERS, run_time, tmp / name,
-        "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port), "--expect-workers", "2",
         "--es-url", es_url, "--es-index-prefix", prefix, "--sink-dir", str(tmp / "results"),
         "--sink-stats-interval", "2",
     )  # fmt: skip
-    worker_cmd = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(LOCUSTFILE),
-        "--worker",
-        "--master-host",
-        "127.0.0.1",
-        "--master-port",
-        str(port),
-    ]
     envs = worker_env or [{}, {}]
-    procs: list[subprocess.Popen] = []
-    try:
-        master = start_process(
-            master_cmd, tmp, clean_env({"STATS_TRUTH_FILE": str(tmp / f"{name}-truth.json")}), tmp / "master.log"
-        )
-        procs.append(master)
-        for i, extra in enumerate(envs):
-            procs.append(start_process(worker_cmd, tmp, clean_env(extra), tmp / f"worker{i}.log"))
-        rc = stop_process(master, 60)
-        worker_rcs = [stop_process(p, 20) for p in procs[1:]]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    log = (tmp / "master.log").read_text()
+    done = run_locust_distributed(
+        master_args,
+        ["-f", str(LOCUSTFILE)],
+        len(envs),
+        timeout=60,
+        worker_envs=envs,
+        cwd=tmp,
+        worker_grace=20,
+        master_env={"STATS_TRUTH_FILE": str(tmp / f"{name}-truth.json")},
+    )
+    rc, worker_rcs = done.master.returncode, [w.returncode for w in done.workers]
+    log = done.master.stdout + done.master.stderr
     run = Run(tmp, rc, log, name)
     check_log(log, rc, run)
-    worker_logs = [(tmp / f"worker{i}.log").read_text() for i in range(len(envs))]
+    worker_logs = [w.stdout + w.stderr for w in done.workers]
     for wlog, wrc in zip(worker_logs, worker_rcs, strict=True):
         check_log(wlog, wrc)
         assert wrc == 0, wlog[-3000:]
@@ -217,7 +196,7 @@ def test_worker_that_cannot_reach_es_is_named_and_loses_nothing(tmp_path, es_url
         capture_output=True,
         text=True,
         timeout=60,
-        env=clean_env(),
+        env=subprocess_env(),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert dict(es_landed(es, f"{prefix}-requests", run_id)["counts"]) == dict(truth["counts"])

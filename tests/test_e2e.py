@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import subprocess
@@ -13,21 +12,19 @@ from pathlib import Path
 
 import pytest
 from e2e_util import assert_matches, es_landed, file_landed, locust_truth
-from helpers import es_client, headless_locust_cmd
+from helpers import es_client, free_port, headless_args, run_locust, start_locust, subprocess_env
 
 from locust_sink.cli import build_parser
 
 LOCUSTFILE = Path(__file__).parent / "locustfiles" / "e2e.py"
 
 
-def run_locust(tmp: Path, host: str, *extra: str, env: dict[str, str] | None = None, run_time: str = "6s"):
+def run_e2e(tmp: Path, host: str, *extra: str, env: dict[str, str] | None = None, run_time: str = "6s"):
     out = tmp / "stats"
-    cmd = headless_locust_cmd(
+    args = headless_args(
         LOCUSTFILE, host, 8, run_time, out, "--exit-code-on-error", "0", "--sink-dir", str(tmp / "results"), *extra
     )
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
-    full_env.update(env or {})
-    proc = subprocess.run(cmd, cwd=tmp, env=full_env, capture_output=True, text=True, timeout=120)
+    proc = run_locust(args, env=env, cwd=tmp, timeout=120)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
     assert "Traceback" not in log, log[-3000:]
@@ -42,7 +39,7 @@ def run_id_from(log: str) -> str:
 
 def test_every_request_lands_in_elasticsearch(tmp_path, es_url, httpbin_url):
     prefix = f"t3-{uuid.uuid4().hex[:8]}"
-    stats_json, log = run_locust(tmp_path, httpbin_url, "--es-url", es_url, "--es-index-prefix", prefix)
+    stats_json, log = run_e2e(tmp_path, httpbin_url, "--es-url", es_url, "--es-index-prefix", prefix)
     run_id = run_id_from(log)
     truth = locust_truth(stats_json)
     assert sum(truth["counts"].values()) > 200, "the run made too few requests to prove anything"
@@ -74,7 +71,7 @@ def test_every_request_lands_in_elasticsearch(tmp_path, es_url, httpbin_url):
 
 
 def test_file_mode_then_load(tmp_path, es_url, httpbin_url):
-    stats_json, log = run_locust(tmp_path, httpbin_url)
+    stats_json, log = run_e2e(tmp_path, httpbin_url)
     run_id = run_id_from(log)
     truth = locust_truth(stats_json)
     run_dir = tmp_path / "results" / run_id
@@ -89,7 +86,7 @@ def test_file_mode_then_load(tmp_path, es_url, httpbin_url):
     printed = re.search(r"`(locust-sink load [^`]+)`", log)
     assert printed, log[-2000:]
     prefix = "locust"  # file mode writes the default prefix's index names
-    env = {**os.environ, "LOCUST_ES_URL": es_url}
+    env = subprocess_env({"LOCUST_ES_URL": es_url})
     for attempt in range(2):
         proc = subprocess.run(
             ["bash", "-c", printed.group(1)], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path
@@ -106,9 +103,8 @@ def test_file_mode_then_load(tmp_path, es_url, httpbin_url):
 
 @pytest.mark.parametrize("value", ["notaurl", "ftp://127.0.0.1:9200", "http://127.0.0.1:notaport"])
 def test_malformed_url_is_refused_by_the_option_parser_at_start(tmp_path, httpbin_url, value):
-    cmd = headless_locust_cmd(LOCUSTFILE, httpbin_url, 2, "3s", tmp_path / "stats", "--es-url", value)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    args = headless_args(LOCUSTFILE, httpbin_url, 2, "3s", tmp_path / "stats", "--es-url", value)
+    proc = run_locust(args, cwd=tmp_path, timeout=60)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     errors = [line for line in proc.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and f"argument --es-url: {value!r} is not" in errors[0], proc.stderr
@@ -117,7 +113,7 @@ def test_malformed_url_is_refused_by_the_option_parser_at_start(tmp_path, httpbi
 
 
 def test_unreachable_url_gives_one_clear_error_and_the_test_runs(tmp_path, httpbin_url):
-    stats_json, log = run_locust(tmp_path, httpbin_url, "--es-url", "http://127.0.0.1:1", run_time="3s")
+    stats_json, log = run_e2e(tmp_path, httpbin_url, "--es-url", "http://127.0.0.1:1", run_time="3s")
     truth = locust_truth(stats_json)
     assert sum(truth["counts"].values()) > 0
     lines = [line for line in log.splitlines() if "locust-sink:" in line and ("ERROR" in line or "WARNING" in line)]
@@ -163,7 +159,9 @@ status = sink.status()
 print("TOTAL", env.stats.total.num_requests, "INDEXED", status["requests"]["indexed"], "RUN", status["run_id"])
 """
     )
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=subprocess_env()
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     match = re.search(r"TOTAL (\d+) INDEXED (\d+) RUN (\S+)", proc.stdout)
     assert match, proc.stdout + proc.stderr
@@ -179,14 +177,9 @@ def test_web_ui_shows_status_and_hides_secrets(tmp_path, es_url, httpbin_url):
     import time
     import urllib.request
 
-    from helpers import free_port
-
     port = free_port()
     secret = "pw-never-shown-3141"
-    cmd = [
-        sys.executable,
-        "-m",
-        "locust",
+    args = [
         "-f",
         str(LOCUSTFILE),
         "--autostart",
@@ -213,8 +206,7 @@ def test_web_ui_shows_status_and_hides_secrets(tmp_path, es_url, httpbin_url):
         "--sink-dir",
         str(tmp_path / "results"),
     ]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
+    with start_locust(args, cwd=tmp_path) as proc:
         status, page = None, ""
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and status is None:
@@ -225,10 +217,8 @@ def test_web_ui_shows_status_and_hides_secrets(tmp_path, es_url, httpbin_url):
                     page = resp.read().decode()
             except OSError:
                 time.sleep(0.3)
-        out, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        done = proc.wait(60)
+    out = done.stdout + done.stderr
     assert status is not None, out[-2000:]
     assert status["state"] in ("up", "starting") and "emitted" in status["requests"]
     assert "es-url" in page or "es_url" in page  # our options are in the web UI form ...

@@ -4,19 +4,18 @@ and every test using the es_url fixture.) Each case runs the real script; none s
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
-from helpers import ES_SCRIPT, consecutive_free_ports
+from helpers import ES_SCRIPT, consecutive_free_ports, subprocess_env
 
 
 def es_local(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["bash", str(ES_SCRIPT), *args], capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})}
+        ["bash", str(ES_SCRIPT), *args], capture_output=True, text=True, timeout=60, env=subprocess_env(env)
     )
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import orjson
 import pytest
 from e2e_util import locust_truth
-from helpers import es_client, free_port, headless_locust_cmd, wait_until
+from helpers import es_client, free_port, headless_args, start_locust, subprocess_env, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -45,38 +45,23 @@ class LocustRun:
     ) -> None:
         self.tmp = tmp
         self.stats = tmp / "stats"
-        self.log_path = tmp / f"locust-{uuid.uuid4().hex[:6]}.log"
-        cmd = headless_locust_cmd(
+        args = headless_args(
             locustfile, host, users, run_time, self.stats,
             "--exit-code-on-error", "0", "--sink-dir", str(tmp / "results"), *args,
         )  # fmt: skip
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
-        full_env.update(env or {})
-        self.handle = self.log_path.open("w")
-        # SIGINT may be ignored in the parent (a background job): restore it so Ctrl-C tests are real
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=tmp,
-            env=full_env,
-            stdout=self.handle,
-            stderr=subprocess.STDOUT,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        )
+        self.locust = start_locust(args, env, cwd=tmp, label=f"locust-{uuid.uuid4().hex[:6]}")
+        self.proc = self.locust.proc  # for signals (a real Ctrl-C, a SIGKILL of Locust alone)
 
     def wait(self, timeout: float = 180) -> str:
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise
-        finally:
-            self.handle.close()
-        log = self.log_path.read_text()
-        assert self.proc.returncode == 0, log[-4000:]
+        done = self.locust.wait(timeout)
+        log = done.stdout + done.stderr
+        assert done.returncode == 0, log[-4000:]
         # also after Ctrl-C: the sink sends it to the main greenlet, never into a user's request
         assert "Traceback" not in log, log[-4000:]
         return log
+
+    def kill(self) -> None:
+        self.locust.kill()
 
     def truth_total(self) -> int:
         return sum(locust_truth(Path(str(self.stats) + ".json"))["counts"].values())
@@ -107,14 +92,8 @@ def docs_in_es(url: str, prefix: str, run_id: str) -> int:
     return es.count(index=f"{prefix}-requests", query={"term": {"run_id": run_id}})["count"]
 
 
-def cli_env(extra_env: dict | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
-    env.update(extra_env or {})
-    return env
-
-
 def replay(spool: Path, url: str, extra_env: dict | None = None) -> str:
-    env = cli_env(extra_env)
+    env = subprocess_env(extra_env)
     proc = subprocess.run(
         [sys.executable, "-m", "locust_sink.cli", "replay", str(spool), "--es-url", url],
         capture_output=True,
@@ -192,7 +171,12 @@ def test_es_never_comes_back_then_replay(tmp_path, es_server_factory, httpbin_ur
     server.start()
     # the command the sink printed runs as printed
     printed = subprocess.run(
-        ["bash", "-c", command.group(1)], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=cli_env()
+        ["bash", "-c", command.group(1)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=subprocess_env(),
     )
     out = printed.stdout + printed.stderr
     assert printed.returncode == 0, out
@@ -291,7 +275,14 @@ print("STATUS " + json.dumps({{"done": done, **sink.status()}}))
 """
     )
     try:
-        proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240, cwd=tmp_path)
+        proc = subprocess.run(
+            [sys.executable, str(script)],
+            capture_output=True,
+            text=True,
+            timeout=240,
+            cwd=tmp_path,
+            env=subprocess_env(),
+        )
         counters = proxy_stats(url)["counters"]
     finally:
         proxy.terminate()
@@ -483,7 +474,4 @@ def test_encoder_helper_encodes_a_real_run_and_dies_with_locust(tmp_path, httpbi
         run.proc.wait(10)
         wait_until(lambda: not _running(helpers[0]), 10, 0.1, "the helper to exit after Locust was killed")
     finally:
-        if run.proc.poll() is None:
-            run.proc.kill()
-            run.proc.wait()
-        run.handle.close()
+        run.kill()

@@ -12,7 +12,17 @@ from pathlib import Path
 
 import pytest
 from elasticsearch import AuthenticationException
-from helpers import LocustTimeout, count, delete_indices, es_client, run_locust, run_locust_distributed
+from helpers import (
+    INFRA_VARIABLES,
+    LocustTimeout,
+    count,
+    delete_indices,
+    es_client,
+    run_locust,
+    run_locust_distributed,
+    start_locust,
+    subprocess_env,
+)
 
 LOCUSTFILE = """
 from locust import HttpUser, constant, task
@@ -128,3 +138,36 @@ def test_run_locust_distributed_master_and_two_workers(tmp_path, httpbin_url):
     assert row["num_requests"] > 0 and row["num_failures"] == 0
     for worker in run.workers:
         assert "Traceback" not in worker.stderr
+
+
+def test_start_locust_in_the_background_and_killed_on_leaving(tmp_path, httpbin_url):
+    locustfile = tmp_path / "lf.py"
+    locustfile.write_text(LOCUSTFILE)
+    with start_locust(["-f", str(locustfile), "--headless", "-u", "1", "-t", "60s", "--host", httpbin_url]) as proc:
+        deadline = time.monotonic() + 30
+        while "Ramping to 1 users" not in proc.log() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert proc.running and "Ramping to 1 users" in proc.log(), proc.log()[-2000:]
+    assert not proc.running
+    assert processes_mentioning(str(locustfile)) == []
+
+
+def test_subprocess_env_drops_every_option_and_keeps_the_machinery(monkeypatch):
+    """Inherited LOCUST_* options (Locust's and the sink's) never reach a test's subprocess; the test and bench
+    machinery's own variables do; and none of those names an option of Locust or the sink."""
+    from locust.argument_parser import get_parser
+
+    from locust_sink.options import OPTIONS
+
+    option_vars = {o.env_var for o in OPTIONS} | {
+        a.env_var for a in get_parser()._actions if getattr(a, "env_var", None)
+    }
+    assert "LOCUST_SINK_FLUSH_TIMEOUT" in option_vars and "LOCUST_HOST" in option_vars
+    assert not [v for v in option_vars if v.startswith(INFRA_VARIABLES)], "an infrastructure prefix names an option"
+    for name in option_vars:
+        monkeypatch.setenv(name, "1")
+    monkeypatch.setenv("LOCUST_SINK_SUT_VENV", "/x")
+    monkeypatch.setenv("KIBANA_X", "1")
+    env = subprocess_env({"EXTRA": "y"}, drop=("KIBANA_",))
+    assert not option_vars & env.keys()
+    assert env["LOCUST_SINK_SUT_VENV"] == "/x" and env["EXTRA"] == "y" and "KIBANA_X" not in env

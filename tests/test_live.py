@@ -15,9 +15,6 @@ import csv
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -30,7 +27,7 @@ from typing import Any
 
 import pytest
 from browser import Browser
-from helpers import ROOT, free_port, headless_locust_cmd, locust_env, run_locust_distributed, wait_until
+from helpers import ROOT, free_port, headless_args, run_locust_distributed, start_locust, wait_until
 
 from locust_sink.live.web import DATA_PATH, PAGE_PATH
 from locust_sink.report.requests import epoch
@@ -188,24 +185,6 @@ def page_shows_a_served_answer(table: dict[str, Any], live: list[tuple[float, fl
     assert shown in served, (shown, served[-3:])
 
 
-def start_locust(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-    out, err = (cwd / "locust.stdout").open("wb"), (cwd / "locust.stderr").open("wb")
-    return subprocess.Popen(
-        [sys.executable, "-m", "locust", *args], cwd=cwd, env=locust_env(env), stdout=out, stderr=err,
-        stdin=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-
-
-def end(proc: subprocess.Popen, timeout: float) -> int:
-    try:
-        return proc.wait(timeout)
-    finally:
-        if proc.poll() is None:
-            with suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-
-
 def web_ui_run_checks(base: str, tmp_path: Path, label: str, min_painted: int) -> tuple[Counts, dict[str, Any]]:
     """While a web-UI run goes on: page, Sink tab, bracketing; then the final figures == /stats/requests."""
     data_url = base + DATA_PATH
@@ -245,13 +224,13 @@ def test_live_page_standalone_web_ui(httpbin_url, tmp_path):
         "--web-host", "127.0.0.1", "--web-port", str(port), "--host", httpbin_url,
         "--json-file", str(tmp_path / "stats"), "--sink-dir", str(tmp_path / "results"),
     ]  # fmt: skip
-    proc = start_locust(args, tmp_path)
+    proc = start_locust(args, cwd=tmp_path)
     try:
         expected, final = web_ui_run_checks(f"http://127.0.0.1:{port}", tmp_path, "standalone", 3)
         health = final["health"]
         assert health["node"] == ["local"] and health["state"] == ["up"] and health["written"][0] > 0
     finally:
-        code = end(proc, 90)
+        code = proc.wait(90).returncode
     assert code in (0, 1), (tmp_path / "locust.stderr").read_text()[-3000:]
     assert json_file_counts(tmp_path / "stats.json") == expected
 
@@ -270,12 +249,12 @@ def csv_truth(path: Path) -> list[Seen]:
 def test_live_page_headless_with_live_port(httpbin_url, es_url, tmp_path):
     port = free_port()
     prefix = f"live-{uuid.uuid4().hex[:8]}"
-    args = headless_locust_cmd(
+    args = headless_args(
         LOCUSTFILE, httpbin_url, 6, "22s", tmp_path / "stats",
         "--sink-live-port", str(port), "--es-url", es_url, "--es-index-prefix", prefix,
         "--csv", str(tmp_path / "csv"), "--csv-full-history", "--sink-dir", str(tmp_path / "results"),
-    )[3:]  # fmt: skip
-    proc = start_locust(args, tmp_path, {"LIVE_LINGER_S": "8"})
+    )  # fmt: skip
+    proc = start_locust(args, {"LIVE_LINGER_S": "8"}, cwd=tmp_path)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: snapshots_served(base + DATA_PATH), 60, what="three snapshots")
@@ -287,7 +266,7 @@ def test_live_page_headless_with_live_port(httpbin_url, es_url, tmp_path):
             page_final = browser.driver.execute_script(PAGE_TABLE_JS, "endpoints_table")
             health = get_json(base + DATA_PATH)["health"]
     finally:
-        code = end(proc, 90)
+        code = proc.wait(90).returncode
     assert code in (0, 1), (tmp_path / "locust.stderr").read_text()[-3000:]
     assert check_bracketed(live.seen, csv_truth(tmp_path / "csv_stats_history.csv"), 0.0) >= 3
     expected = json_file_counts(tmp_path / "stats.json")

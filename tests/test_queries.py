@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import es_client, headless_locust_cmd
+from helpers import LocustProcess, es_client, headless_args, start_locust
 from locust.stats import PERCENTILES_TO_REPORT, calculate_response_time_percentile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,27 +94,22 @@ class Runs:
     b: Run
 
 
-def start_locust(workdir: Path, host: str, es_url: str, prefix: str, run_id: str, users: int, run_time: str):
+def start_run(
+    workdir: Path, host: str, es_url: str, prefix: str, run_id: str, users: int, run_time: str
+) -> LocustProcess:
     workdir.mkdir()
-    cmd = headless_locust_cmd(
+    args = headless_args(
         LOCUSTFILE, host, users, run_time, workdir / "stats",
         "--exit-code-on-error", "0", "--es-url", es_url, "--es-index-prefix", prefix, "--run-id", run_id,
         "--sink-dir", str(workdir / "results"),
     )  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
-    env["QUERIES_ERRORS_FILE"] = str(workdir / "failures.json")
-    return subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return start_locust(args, {"QUERIES_ERRORS_FILE": str(workdir / "failures.json")}, cwd=workdir)
 
 
-def finish_locust(proc: subprocess.Popen, workdir: Path, run_id: str) -> Run:
-    try:
-        log, _ = proc.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        log, _ = proc.communicate(timeout=30)
-        pytest.fail(f"locust did not finish in time:\n{log[-3000:]}")
-    (workdir / "locust.log").write_text(log)
-    assert proc.returncode == 0, log[-3000:]
+def finish_run(proc: LocustProcess, workdir: Path, run_id: str) -> Run:
+    done = proc.wait(120)
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-3000:]
     assert "Traceback" not in log, log[-3000:]
     assert re.search(r"-> Elasticsearch .*emitted=(\d+) indexed=\1 \(balanced\)", log), log[-2000:]
     entries = {e["name"]: e for e in json.loads((workdir / "stats.json").read_text())}
@@ -132,16 +127,14 @@ def runs(es_url, httpbin_url, tmp_path_factory) -> Runs:
     prefix = f"tq-{uuid.uuid4().hex[:8]}"
     tag = uuid.uuid4().hex[:6]
     run_a, run_b = f"q-{tag}-a", f"q-{tag}-b"
-    proc_a = start_locust(tmp / "a", httpbin_url, es_url, prefix, run_a, users=7, run_time="8s")
-    proc_b = start_locust(tmp / "b", httpbin_url, es_url, prefix, run_b, users=3, run_time="5s")
+    proc_a = start_run(tmp / "a", httpbin_url, es_url, prefix, run_a, users=7, run_time="8s")
+    proc_b = start_run(tmp / "b", httpbin_url, es_url, prefix, run_b, users=3, run_time="5s")
     try:
-        b = finish_locust(proc_b, tmp / "b", run_b)
-        a = finish_locust(proc_a, tmp / "a", run_a)
+        b = finish_run(proc_b, tmp / "b", run_b)
+        a = finish_run(proc_a, tmp / "a", run_a)
     finally:
-        for proc in (proc_a, proc_b):
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(30)
+        proc_a.kill()
+        proc_b.kill()
     assert set(a.entries) == NAMES, sorted(a.entries)
     assert sum(e["num_requests"] for e in a.entries.values()) >= 100, "run A made too few requests"
     es = es_client(es_url)

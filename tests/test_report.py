@@ -10,7 +10,6 @@ into Elasticsearch with `locust-sink load` (so D is read from both sources).
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from typing import Any
 
 import pytest
 from browser import Browser
-from helpers import ROOT, es_client, headless_locust_cmd, locust_env, run_locust_distributed
+from helpers import ROOT, es_client, headless_args, run_locust, run_locust_distributed, subprocess_env
 from locust.stats import calculate_response_time_percentile
 
 from locust_sink.report import histogram as h
@@ -55,9 +54,9 @@ def _run_id(log: str) -> str:
 def _standalone(tmp: Path, label: str, host: str, *extra: str, env: dict[str, str] | None = None) -> Run:
     work = tmp / label
     work.mkdir()
-    cmd = headless_locust_cmd(LOCUSTFILE, host, 6, "6s", work / "stats", *RUN_ARGS, "--sink-dir", str(tmp / "results"),
-                              "--run-tag", f"run={label}", *extra)  # fmt: skip
-    proc = subprocess.run(cmd, cwd=work, env=locust_env(env), capture_output=True, text=True, timeout=120)
+    args = headless_args(LOCUSTFILE, host, 6, "6s", work / "stats", *RUN_ARGS, "--sink-dir", str(tmp / "results"),
+                         "--run-tag", f"run={label}", *extra)  # fmt: skip
+    proc = run_locust(args, env=env, cwd=work, timeout=120)
     log = proc.stdout + proc.stderr
     # (the locustfile's own ValueError tracebacks are logged by Locust on purpose)
     assert proc.returncode == 0 and not re.search(r"/(ERROR|WARNING)/locust_sink", log), log[-3000:]
@@ -77,7 +76,7 @@ def _distributed(tmp: Path, label: str, host: str) -> Run:
 
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = subprocess_env({"PYTHONPATH": str(ROOT)})
     env = {k: v for k, v in env.items() if not k.startswith("LOCUST_ES")}
     return subprocess.run([sys.executable, "-m", "locust_sink.cli", *args], capture_output=True, text=True,
                           timeout=180, cwd=cwd, env=env)  # fmt: skip

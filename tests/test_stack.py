@@ -17,7 +17,6 @@ from __future__ import annotations
 import http.server
 import importlib.util
 import json
-import os
 import re
 import shlex
 import shutil
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import es_client, free_port, run_locust, run_locust_distributed
+from helpers import es_client, free_port, run_locust, run_locust_distributed, subprocess_env
 
 ROOT = Path(__file__).resolve().parents[1]
 MINI = "docker-compose-mini.yml"
@@ -73,7 +72,8 @@ def docker_compose() -> str:
 
 
 def compose_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in COMPOSE_KNOBS and not k.startswith(("LOCUST_", "COMPOSE_"))}
+    # the knobs are whole names: drop each exactly (startswith on "NAME=" never matches a bare name)
+    env = {k: v for k, v in subprocess_env(drop=("COMPOSE_",)).items() if k not in COMPOSE_KNOBS}
     env["COMPOSE_PROJECT_NAME"] = "locust-sink-test"
     env.update(extra)
     return env
@@ -628,7 +628,7 @@ def test_import_errors_are_clear_and_cli_imports(tmp_path):
         wait_until_available(kibana.url, timeout=1, interval=0.2)
     with FakeKibana() as kibana:
         wait_until_available(kibana.url, timeout=5)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "KIBANA_"))}
+        env = subprocess_env(drop=("KIBANA_",))
         proc = subprocess.run(
             [sys.executable, "-m", "locust_sink.cli", "kibana", "import", kibana.url],
             capture_output=True,
@@ -646,7 +646,7 @@ def test_import_errors_are_clear_and_cli_imports(tmp_path):
 
 
 def wait_for(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_ES_")}
+    env = subprocess_env()
     return subprocess.run(
         [sys.executable, str(WAIT_FOR), *args], capture_output=True, text=True, timeout=timeout, env=env
     )

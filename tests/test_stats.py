@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import re
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -24,7 +21,7 @@ from typing import Any
 import orjson
 import pytest
 from e2e_util import es_landed, locust_truth
-from helpers import es_client, headless_locust_cmd
+from helpers import es_client, headless_args, run_locust
 from locust.stats import RequestStats, StatsEntry, calculate_response_time_percentile
 
 from locust_sink.stats import (
@@ -43,12 +40,6 @@ PROC_TIMEOUT = 60
 
 
 # ------------------------------------------------------------------------------------ process helpers
-
-
-def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
-    env.update(extra or {})
-    return env
 
 
 class Run:
@@ -81,13 +72,13 @@ def run_standalone(
     name: str = "run",
     env: dict[str, str] | None = None,
 ) -> Run:
-    cmd = headless_locust_cmd(
+    args = headless_args(
         LOCUSTFILE, host, users, run_time, tmp / name,
         "--es-url", es_url, "--es-index-prefix", prefix, "--sink-dir", str(tmp / f"{name}-results"),
         "--sink-stats-interval", "2", *extra,
     )  # fmt: skip
-    full_env = clean_env({"STATS_TRUTH_FILE": str(tmp / f"{name}-truth.json"), **(env or {})})
-    proc = subprocess.run(cmd, cwd=tmp, env=full_env, capture_output=True, text=True, timeout=PROC_TIMEOUT)
+    full_env = {"STATS_TRUTH_FILE": str(tmp / f"{name}-truth.json"), **(env or {})}
+    proc = run_locust(args, env=full_env, cwd=tmp, timeout=PROC_TIMEOUT, label=name)
     log = proc.stdout + proc.stderr
     run = Run(tmp, proc.returncode, log, name)
     check_log(log, proc.returncode, run)
@@ -102,23 +93,6 @@ def check_log(log: str, rc: int, run: Run | None = None) -> None:
     assert "UNBALANCED" not in log, log[-3000:]
     if run is not None:
         assert rc == run.truth["exit_code"], (rc, log[-3000:])
-
-
-def start_process(cmd: list[str], cwd: Path, env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    handle = log_path.open("w")
-    try:
-        return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT)
-    finally:
-        handle.close()  # the child keeps its own descriptor
-
-
-def stop_process(proc: subprocess.Popen, timeout: float) -> int:
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise
 
 
 # --------------------------------------------------------------------------------------- ES helpers
@@ -578,10 +552,7 @@ def test_final_flush_and_run_document_even_if_quit_never_fires(tmp_path, es_url,
     client's pool: that is when an exit hook that ran before the sink's (urllib3's pool finalizer) emptied the
     pool and the final flush waited for a connection until its deadline."""
     prefix = f"t5q-{uuid.uuid4().hex[:8]}"
-    cmd = [
-        sys.executable,
-        "-m",
-        "locust",
+    args = [
         "-f",
         str(LOCUSTFILE),
         "--headless",
@@ -602,8 +573,7 @@ def test_final_flush_and_run_document_even_if_quit_never_fires(tmp_path, es_url,
         "--sink-dir",
         str(tmp_path / "results"),
     ]
-    env = clean_env({"STATS_PAUSE_AT_QUITTING": "2.5"})
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=PROC_TIMEOUT)
+    proc = run_locust(args, env={"STATS_PAUSE_AT_QUITTING": "2.5"}, cwd=tmp_path, timeout=PROC_TIMEOUT)
     log = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "/dev/null" in log
     assert "quit event did not fire; final flush at interpreter exit" in log, log[-3000:]
