@@ -28,7 +28,7 @@ if [ ${#need_debs[@]} -gt 0 ]; then
 fi
 
 # The package itself, editable, with test extras.
-if ! "$PYTHON" -c "import locust_sink, pytest, elasticsearch, opensearchpy, locust, ruff, bokeh, selenium" >/dev/null 2>&1 \
+if ! "$PYTHON" -c "import locust_sink, pytest, xdist, elasticsearch, opensearchpy, locust, ruff, bokeh, selenium" >/dev/null 2>&1 \
    || [ pyproject.toml -nt "$here/.bootstrap-stamp" ]; then
   "$PYTHON" -m pip install -q --disable-pip-version-check -e ".[test]"
   touch "$here/.bootstrap-stamp"

@@ -9,4 +9,6 @@ python3 -m ruff check locust_sink tests bench scripts
 python3 -m ruff format --check locust_sink tests bench scripts
 # the sink's instructions per record (valgrind --tool=callgrind: noise-free) against the committed figure
 PYTHONPATH=. python3 -m bench callgrind --check --no-results
-python3 -m pytest "$@"
+# the tests mostly wait (Locust runs of fixed length, servers starting): LOCUST_SINK_TEST_WORKERS processes
+# (pytest-xdist) run them side by side; a module's tests stay on one worker unless it sets XDIST_SPREAD
+python3 -m pytest -n "${LOCUST_SINK_TEST_WORKERS:-4}" --dist loadgroup "$@"

@@ -46,6 +46,19 @@ SUT_PACKAGES = ["httpbin==0.10.2", "gunicorn>=21,<24", "gevent>=23.9,<24"]
 SUT_APP_DIR = ROOT / "scripts"  # sut_app.py: httpbin with a fix for its bytearray bodies
 
 
+# ------------------------------------------------------------------------------------ parallel (xdist)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under `pytest -n N --dist loadgroup` (scripts/test.sh) a module's tests stay on one worker, so its
+    module-scoped servers (a 3-node cluster, a secured ES) start once; a module whose tests share nothing
+    but session fixtures says `XDIST_SPREAD = True` and its tests are spread over the workers one by one."""
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is not None and not getattr(module, "XDIST_SPREAD", False):
+            item.add_marker(pytest.mark.xdist_group(module.__name__))
+
+
 # ------------------------------------------------------------------------------------------- Elasticsearch
 
 

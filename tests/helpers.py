@@ -43,6 +43,18 @@ def _ephemeral_range() -> tuple[int, int]:
         return 32768, 60999
 
 
+def _port_range(start: int, stop: int) -> tuple[int, int]:
+    """This process's share of [start, stop]: under pytest-xdist each worker picks from its own slice, so two
+    workers never choose the same port (each one's `_handed_out` only knows its own)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if not worker.startswith("gw") or workers <= 1:
+        return start, stop
+    size = (stop - start) // workers
+    index = int(worker[2:]) % workers
+    return start + index * size, start + (index + 1) * size - 1
+
+
 def port_is_free(port: int) -> bool:
     """Nothing listens on 127.0.0.1:port (an ES bound to ::ffff:127.0.0.1 counts as listening)."""
     with socket.socket() as sock:
@@ -61,7 +73,7 @@ def free_port() -> int:
     Ports are never handed out twice in one process.
     """
     low, _ = _ephemeral_range()
-    start, stop = (20000, low - 1) if low > 21000 else (low, 65535)
+    start, stop = _port_range(*((20000, low - 1) if low > 21000 else (low, 65535)))
     for _ in range(200):
         port = random.randint(start, stop)
         if port not in _handed_out and port_is_free(port):
@@ -200,7 +212,8 @@ class EsServer:
 def consecutive_free_ports(n: int, gap: int = 100) -> int:
     """A base port P with P..P+n-1 and P+gap..P+gap+n-1 free (a cluster's HTTP and transport ports)."""
     low, _ = _ephemeral_range()
-    start, stop = (20000, low - gap - n - 1) if low > 21000 else (low, 65535 - gap - n)
+    start, stop = _port_range(*((20000, low - 1) if low > 21000 else (low, 65535)))
+    stop -= gap + n
     for _ in range(500):
         base = random.randint(start, stop)
         ports = [base + i for i in range(n)] + [base + gap + i for i in range(n)]

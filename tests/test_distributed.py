@@ -36,6 +36,8 @@ from test_stats import (
     search_all,
 )
 
+XDIST_SPREAD = True  # its tests share only session fixtures: spread them over the workers (conftest.py)
+
 pytestmark = pytest.mark.slow
 
 USERS = 6

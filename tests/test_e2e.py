@@ -16,6 +16,8 @@ from helpers import es_client, free_port, headless_args, run_locust, start_locus
 
 from locust_sink.cli import build_parser
 
+XDIST_SPREAD = True  # its tests share only session fixtures: spread them over the workers (conftest.py)
+
 LOCUSTFILE = Path(__file__).parent / "locustfiles" / "e2e.py"
 
 

@@ -22,6 +22,8 @@ import pytest
 from e2e_util import locust_truth
 from helpers import es_client, free_port, headless_args, start_locust, subprocess_env, wait_until
 
+XDIST_SPREAD = True  # its tests share only session fixtures: spread them over the workers (conftest.py)
+
 pytestmark = pytest.mark.slow
 
 HERE = Path(__file__).parent

@@ -24,6 +24,8 @@ from helpers import (
     subprocess_env,
 )
 
+XDIST_SPREAD = True  # its tests share only session fixtures: spread them over the workers (conftest.py)
+
 LOCUSTFILE = """
 from locust import HttpUser, constant, task
 

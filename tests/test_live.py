@@ -32,6 +32,8 @@ from helpers import ROOT, free_port, headless_args, run_locust_distributed, star
 from locust_sink.live.web import DATA_PATH, PAGE_PATH
 from locust_sink.report.requests import epoch
 
+XDIST_SPREAD = True  # its tests share only session fixtures: spread them over the workers (conftest.py)
+
 pytestmark = pytest.mark.slow
 
 LOCUSTFILE = ROOT / "tests" / "locustfiles" / "live.py"

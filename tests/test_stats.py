@@ -34,6 +34,8 @@ from locust_sink.stats import (
     percentile_values,
 )
 
+XDIST_SPREAD = True  # its tests share only session fixtures: spread them over the workers (conftest.py)
+
 HERE = Path(__file__).parent
 LOCUSTFILE = HERE / "locustfiles" / "stats_run.py"
 PROC_TIMEOUT = 60
