@@ -326,6 +326,8 @@ def _add_report_source_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_report_parsers(sub: Any) -> None:
+    from .hosts.ecs import DEFAULT_READ_PATTERN
+
     report = sub.add_parser(
         "report", help="one run's report: a self-contained HTML file (or --format json|text)",
         description="SOURCE: a results folder (locust-results/RUN_ID), a results root with --last, or a run id "
@@ -335,6 +337,15 @@ def _add_report_parsers(sub: Any) -> None:
     report.add_argument("--last", action="store_true", help="the newest run (of the results root, or in ES)")
     report.add_argument(
         "--slo", action="append", metavar="RULE", help="objective, e.g. 'GET /api p95<200ms' or 'failure_rate<1%%'"
+    )
+    report.add_argument(
+        "--host-metrics-index",
+        default=_env("LOCUST_SINK_HOST_METRICS_INDEX", DEFAULT_READ_PATTERN),
+        help="indices with the system under test's host metrics (Metricbeat's, `locust-sink agent`'s), read for the "
+        f"run's time range; 'none': do not read (default {DEFAULT_READ_PATTERN})".replace("%", "%%"),
+    )
+    report.add_argument(
+        "--host-metrics-host", action="append", metavar="NAME", help="only this host.name (repeatable; default: all)"
     )
     _add_report_source_arguments(report)
     report.set_defaults(func=cmd_report)
