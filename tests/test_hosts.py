@@ -140,7 +140,7 @@ def test_agent_documents_land_and_the_report_has_locust_and_host_cpu_on_one_axis
         start, end = fig["run"]["start_epoch"] * 1000, fig["run"]["end_epoch"] * 1000
         node = fig["load_generators"]["local"]
         assert len(node["t"]) >= 6 and all(start <= t <= end + 2000 for t in node["t"]), (start, end, node["t"])
-        assert all(0.0 <= c < 400 for c in node["cpu"]) and max(node["cpu"]) > 0.0
+        assert all(0.0 <= c < 400 for c in node["cpu"]) and max(node["cpu"]) > 0.0, node
         assert min(node["memory_mb"]) > 10
         hosts = fig["host_metrics"]["hosts"]
         assert list(hosts) == ["sut-host"], fig["host_metrics"]

@@ -475,17 +475,20 @@ def test_recovered_event_says_how_long_and_how_high():
 
 
 def test_process_meter_measures_this_process_busy_and_idle():
-    """psutil's CPU times over the wall time: a busy loop reads near one core, a sleep near zero."""
+    """psutil's CPU times over the wall time: a busy loop reads near one core, a sleep near zero; a window
+    shorter than a second repeats the last figure."""
     import time
 
     from locust_sink.stats.health import ProcessMeter
 
     meter = ProcessMeter()
-    deadline = time.monotonic() + 0.5
+    assert meter.read() is None  # nothing measured yet, and a window under MIN_WINDOW_S is not measured
+    deadline = time.monotonic() + 1.1
     while time.monotonic() < deadline:
         pass
     busy = meter.read()
-    time.sleep(0.5)
+    assert busy is not None and meter.read().cpu_percent == busy.cpu_percent  # not a 0-ms window's figure
+    time.sleep(1.1)
     idle = meter.read()
     assert busy is not None and idle is not None
     assert busy.cpu_percent > 60.0, busy

@@ -29,6 +29,7 @@ from .events import EventLog
 SATURATED_AT = 90.0  # CPU % at which a load generator counts as saturated (Locust warns at 90 % too)
 RECOVERED_BELOW = 80.0  # CPU % below which a saturated node counts as recovered
 USAGE_KEY = "locust_sink_usage"  # the key of a worker report that carries its process's usage
+MIN_WINDOW_S = 1.0  # CPU times tick every 10 ms: a shorter window would read 0 % or several hundred %
 
 
 @dataclass(frozen=True)
@@ -63,12 +64,15 @@ class ProcessMeter:
     """This process's CPU % since the previous `read()` (or since it was made) and its RSS, via psutil.
 
     Children are not counted: the encoder helper runs on another core and does not slow the users down.
+    A reading less than MIN_WINDOW_S after the previous one (the final snapshot right after a periodic one)
+    repeats the previous figure with the current RSS instead of measuring a window that short.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._process = psutil.Process()
         self._clock = clock
         self._last = self._cpu_and_wall()
+        self._cpu: float | None = None  # the last figure measured
 
     def _cpu_and_wall(self) -> tuple[float, float]:
         times = self._process.cpu_times()
@@ -80,10 +84,12 @@ class ProcessMeter:
             rss = int(self._process.memory_info().rss)
         except (psutil.Error, OSError):
             return None
-        (last_cpu, last_wall), self._last = self._last, (cpu, wall)
-        if wall - last_wall <= 0:
-            return None
-        return Usage(round(100.0 * (cpu - last_cpu) / (wall - last_wall), 1), rss)
+        last_cpu, last_wall = self._last
+        if wall - last_wall < MIN_WINDOW_S:
+            return Usage(self._cpu, rss) if self._cpu is not None else None
+        self._last = (cpu, wall)
+        self._cpu = round(100.0 * (cpu - last_cpu) / (wall - last_wall), 1)
+        return Usage(self._cpu, rss)
 
 
 def heartbeat_usage(client: Any) -> Usage | None:
