@@ -158,6 +158,7 @@ def _family_properties(family: str, flattened: str | bool) -> dict[str, Any]:
             "user_count": _INT_AGG,
             # the node's process on its Aggregated rows (stats/health.py): CPU % of one core, resident memory
             "cpu_percent": _DOUBLE,  # indexed: "snapshots where a node ran hot" is a range filter
+            "cpu_wait_percent": _DOUBLE,  # its main thread's run-queue wait: CPU it wanted and did not get
             "memory_rss_bytes": _LONG_AGG,
             # Locust's {rounded_ms: count} histogram: numeric keys would be a mapping explosion; keep in _source.
             "response_times": {"type": "object", "enabled": False},

@@ -126,8 +126,9 @@ class ScriptedMeter:
         from locust_sink.stats.health import Usage
 
         cpu = self.CPU[self.readings % len(self.CPU)]
+        wait = (None, 0.5, 30.0)[self.readings % 3]  # 30 % waiting turns 79.5 % CPU into a saturated reading
         self.readings += 1
-        return Usage(cpu, 100_000_000 + 4096 * self.readings)
+        return Usage(cpu, 100_000_000 + 4096 * self.readings, wait)
 
 
 class ScenarioUser(User):

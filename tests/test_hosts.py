@@ -170,7 +170,9 @@ def test_cpu_bound_run_is_flagged_saturated_and_a_light_run_is_not(tmp_path, htt
     light_id, light_truth, _ = locust(tmp_path, "light", httpbin_url, 1, "6s", "--sink-dir", str(results))
     heavy = _events(results / heavy_id)
     saturated = [e for e in heavy if e["event"] == "cpu_saturated"]
-    assert saturated and all(e["node"] == "local" and e["cpu_percent"] >= 90.0 for e in saturated), heavy
+    assert saturated and all(e["node"] == "local" and e["details"]["demand_percent"] >= 90.0 for e in saturated), [
+        (e["event"], e.get("message")) for e in heavy
+    ]
     recovered = [e for e in heavy if e["event"] == "cpu_recovered"]
     assert len(recovered) <= len(saturated) <= len(recovered) + 1  # each said once per episode
     assert not [e for e in _events(results / light_id) if e["event"].startswith("cpu_")]
@@ -183,8 +185,9 @@ def test_cpu_bound_run_is_flagged_saturated_and_a_light_run_is_not(tmp_path, htt
         and "load generator local was CPU-saturated (>= 90 %" in (fig.bottleneck[0])
         and fig.bottleneck[0].endswith("results in that range measure Locust, not the system under test.")
     )
-    cpu = fig.load_generators["local"]["cpu"]
-    assert max(cpu) >= 90.0 and sum(c >= 90.0 for c in cpu) >= 3, cpu
+    # used or waited for: on a machine whose cores are shared, the process gets less than a core but wants one
+    demand = fig.load_generators["local"]["demand"]
+    assert max(demand) >= 90.0 and sum(d >= 90.0 for d in demand) >= 3, fig.load_generators["local"]
 
     text = cli("report", str(results / heavy_id), "--format", "text", "-o", "-")
     assert text.returncode == 0 and "BOTTLENECK: Between " in text.stdout, text.stdout
@@ -192,7 +195,7 @@ def test_cpu_bound_run_is_flagged_saturated_and_a_light_run_is_not(tmp_path, htt
     light = json.loads(cli("report", str(results / light_id), "--format", "json", "-o", "-").stdout)
     assert light["total"]["requests"] == requests_in(light_truth)
     assert light["saturation"] == [] and light["bottleneck"] == []
-    assert light["load_generators"]["local"]["cpu"] and max(light["load_generators"]["local"]["cpu"]) < 90.0
+    assert light["load_generators"]["local"]["demand"] and max(light["load_generators"]["local"]["demand"]) < 90.0
 
 
 # ------------------------------------------------------------------------ (c) Metricbeat-shaped documents

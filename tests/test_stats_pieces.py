@@ -470,8 +470,27 @@ def test_recovered_event_says_how_long_and_how_high():
     for when, cpu in ((10.0, 92.0), (13.0, 104.5), (16.0, 91.0), (19.0, 30.0)):
         watch.observe("w1", Usage(cpu, 1), when)
     recovered = json.loads(port.output[-1][5])
-    assert recovered["node"] == "w1" and recovered["details"] == {"saturated_s": 9.0, "peak_cpu_percent": 104.5}
+    assert recovered["node"] == "w1"
+    assert recovered["details"] == {"demand_percent": 30.0, "saturated_s": 9.0, "peak_demand_percent": 104.5}
     assert "after 9 s saturated (peak 104.5 %)" in recovered["message"]
+    assert recovered["details"]["demand_percent"] == 30.0
+
+
+def test_a_node_waiting_for_a_cpu_is_saturated_too():
+    """60 % CPU plus 35 % of the time runnable in the run queue: the process wanted 95 % of a core."""
+    from locust_sink.stats.health import SaturationWatch, Usage
+
+    port = ScriptedPort()
+    port.is_started = True
+    log = EventLog(port, lambda: "local")
+    log.begin_run("r")
+    watch = SaturationWatch(log)
+    watch.observe("local", Usage(60.0, 1, 35.0), 1.0)
+    watch.observe("local", Usage(60.0, 1, 10.0), 2.0)
+    kinds = [json.loads(e[5]) for e in port.output]
+    assert [k["event"] for k in kinds] == ["cpu_saturated", "cpu_recovered"]
+    assert kinds[0]["cpu_percent"] == 60.0 and kinds[0]["details"] == {"demand_percent": 95.0, "cpu_wait_percent": 35.0}
+    assert "60.0 % CPU + 35.0 % waiting for a CPU" in kinds[0]["message"]
 
 
 def test_process_meter_measures_this_process_busy_and_idle():
@@ -491,7 +510,7 @@ def test_process_meter_measures_this_process_busy_and_idle():
     time.sleep(1.1)
     idle = meter.read()
     assert busy is not None and idle is not None
-    assert busy.cpu_percent > 60.0, busy
+    assert busy.demand > 80.0 and busy.cpu_wait_percent is not None, busy  # used or waited for (shared CPUs)
     assert idle.cpu_percent < 30.0, idle
     assert busy.memory_rss_bytes > 10_000_000
 
@@ -507,6 +526,14 @@ def test_worker_usage_comes_from_its_report_else_from_locusts_heartbeats():
     assert health.worker("w1", {}, node, 2.0) == Usage(42.0, 7_000_000)
     report = {USAGE_KEY: {"cpu_percent": 97.25, "memory_rss_bytes": 8_000_000}}
     assert health.worker("w1", report, node, 3.0) == Usage(97.2, 8_000_000)
-    for bad in ({"cpu_percent": "high", "memory_rss_bytes": 1}, {"cpu_percent": True, "memory_rss_bytes": 1}, 5):
+    report = {USAGE_KEY: {"cpu_percent": 50.0, "cpu_wait_percent": 41.04, "memory_rss_bytes": 8_000_000}}
+    assert health.worker("w1", report, node, 4.0) == Usage(50.0, 8_000_000, 41.0)
+    bad_wait = {"cpu_percent": 1.0, "cpu_wait_percent": "x", "memory_rss_bytes": 1}
+    for bad in (
+        {"cpu_percent": "high", "memory_rss_bytes": 1},
+        {"cpu_percent": True, "memory_rss_bytes": 1},
+        5,
+        bad_wait,
+    ):
         assert Usage.parse(bad) is None
     assert set(health.watch.open) == {"w1"}  # the 97 % reading opened an episode

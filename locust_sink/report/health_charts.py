@@ -43,10 +43,13 @@ def shade(fig: Any, saturation: Sequence[Mapping[str, Any]]) -> None:
 
 def loadgen_cpu_chart(nodes: Mapping[str, Mapping[str, list]], saturation: Sequence[Mapping[str, Any]],
                       x_range: DataRange1d) -> Any:  # fmt: skip
-    fig = time_figure("Load generators: CPU % per node (of one core; red: CPU-saturated)", x_range, "CPU %",
-                  name="loadgen_cpu")  # fmt: skip
+    fig = time_figure("Load generators: CPU % per node (of one core; dashed: used + waited for; red: saturated)",
+                      x_range, "CPU %", name="loadgen_cpu")  # fmt: skip
     fig.y_range = DataRange1d(start=0)
-    _lines(fig, {k: _source(v) for k, v in nodes.items()}, "cpu", "%")
+    sources = {k: _source(v) for k, v in nodes.items()}
+    _lines(fig, sources, "cpu", "%", suffix=" used")
+    if any(any(s.data["cpu_wait"]) for s in sources.values()):
+        _lines(fig, sources, "demand", "%", dash="dashed", suffix=" used + waited for")
     fig.add_layout(Span(location=SATURATED_AT, dimension="width", line_color=SATURATED_COLOR, line_dash="dashed"))
     shade(fig, saturation)
     if nodes:

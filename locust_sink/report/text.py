@@ -71,9 +71,10 @@ def health_lines(fig: RunFigures) -> list[str]:
     out: list[str] = []
     if fig.load_generators:
         rows = summary_rows(fig.load_generators, fig.saturation)
-        out += ["", table(("Load generator", "CPU mean %", "CPU max %", "Memory max MB", "Saturated s"),
-                          [(r["node"], fmt.num(r["cpu_mean"]), fmt.num(r["cpu_max"]), fmt.num(r["memory_max_mb"]),
-                            fmt.num(r["saturated_s"])) for r in rows])]  # fmt: skip
+        out += ["", table(("Load generator", "CPU mean %", "CPU max %", "CPU wait mean %", "Memory max MB",
+                           "Saturated s"),
+                          [(r["node"], fmt.num(r["cpu_mean"]), fmt.num(r["cpu_max"]), fmt.num(r["wait_mean"]),
+                            fmt.num(r["memory_max_mb"]), fmt.num(r["saturated_s"])) for r in rows])]  # fmt: skip
     if fig.hosts is not None and fig.hosts.columns:
         rows = []
         for host, cols in fig.hosts.columns.items():

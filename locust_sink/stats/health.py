@@ -1,18 +1,23 @@
 """Load-generator health: each node's CPU and memory beside its snapshots, and CPU saturation episodes as
 events (docs/stats.md, "Load generators' CPU and memory").
 
-A Locust process runs its users on one core: near 100 % of it, response times measure Locust's own
-queueing, not the system under test. Every node measures its own process (`ProcessMeter`: psutil's CPU
-times over the wall time since the previous reading, and the resident set size) where it already does
-periodic work off the hot path: standalone and on the master at each stats snapshot, on a worker in its
-stats report (`report_to_master`, every 3 s), which carries the figures to the master (`USAGE_KEY`). Locust
-measures the same (`runner.current_cpu_usage`, the workers' heartbeats), but only every 10 s
-(`locust.runners.CPU_MONITOR_INTERVAL`): too coarse for 3-s snapshots; a worker whose report has no usage
-part (an older locust-sink) falls back to those figures.
+A Locust process runs its users on one core: when that core is all it gets, response times measure Locust's
+own queueing, not the system under test. A process is short of CPU in two ways: it uses a whole core
+(`cpu_percent` near 100), or it wants one and waits for it because other processes on its machine have the
+cores (`cpu_wait_percent`: the time its main thread, where the users run, sat runnable in the kernel's run
+queue; /proc/self/schedstat, Linux). On a busy CI runner or an overcommitted VM a Locust process at 60 % CPU
+waiting 35 % of the time is as saturated as one at 95 %, so saturation is their sum (`Usage.demand`).
 
-`SaturationWatch` turns the readings into `cpu_saturated` / `cpu_recovered` events with hysteresis: a
-node is saturated from its first reading at or above SATURATED_AT until its first reading below
-RECOVERED_BELOW, so a node hovering around 90 % is one episode, said once each way.
+Every node measures its own process (`ProcessMeter`: psutil's CPU times and RSS, the kernel's schedstat)
+where it already does periodic work off the hot path: standalone and on the master at each stats snapshot,
+on a worker in its stats report (`report_to_master`, every 3 s), which carries the figures to the master
+(`USAGE_KEY`). Locust measures CPU too (`runner.current_cpu_usage`, the workers' heartbeats), but only every
+10 s (`locust.runners.CPU_MONITOR_INTERVAL`) and without the wait; a worker whose report has no usage part
+(an older locust-sink) falls back to those figures.
+
+`SaturationWatch` turns the readings into `cpu_saturated` / `cpu_recovered` events with hysteresis: a node
+is saturated from its first reading at or above SATURATED_AT until its first reading below RECOVERED_BELOW,
+so a node hovering around 90 % is one episode, said once each way.
 """
 
 from __future__ import annotations
@@ -20,38 +25,55 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import psutil
 
 from .events import EventLog
 
-SATURATED_AT = 90.0  # CPU % at which a load generator counts as saturated (Locust warns at 90 % too)
-RECOVERED_BELOW = 80.0  # CPU % below which a saturated node counts as recovered
+SATURATED_AT = 90.0  # CPU demand % at which a load generator counts as saturated (Locust warns at 90 % CPU)
+RECOVERED_BELOW = 80.0  # CPU demand % below which a saturated node counts as recovered
 USAGE_KEY = "locust_sink_usage"  # the key of a worker report that carries its process's usage
 MIN_WINDOW_S = 1.0  # CPU times tick every 10 ms: a shorter window would read 0 % or several hundred %
+SCHEDSTAT = Path("/proc/thread-self/schedstat")  # ns on a CPU, ns runnable waiting for one, timeslices
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
 class Usage:
-    """One node's process over the last interval: CPU % of one core (can pass 100 with threads) and RSS."""
+    """One node's process over the last interval: CPU % of one core (can pass 100 with threads), % of the
+    time its main thread waited for a CPU (None where not measured) and RSS."""
 
     cpu_percent: float
     memory_rss_bytes: int
+    cpu_wait_percent: float | None = None
+
+    @property
+    def demand(self) -> float:
+        """The CPU the process used or waited for, in % of one core: what saturation is judged on."""
+        return round(self.cpu_percent + (self.cpu_wait_percent or 0.0), 3)
 
     def fields(self) -> dict[str, Any]:
         """The snapshot / report fields."""
-        return {"cpu_percent": self.cpu_percent, "memory_rss_bytes": self.memory_rss_bytes}
+        out: dict[str, Any] = {"cpu_percent": self.cpu_percent}
+        if self.cpu_wait_percent is not None:
+            out["cpu_wait_percent"] = self.cpu_wait_percent
+        out["memory_rss_bytes"] = self.memory_rss_bytes
+        return out
 
     @classmethod
     def parse(cls, data: Any) -> Usage | None:
         """From a report's usage part; None when absent or malformed."""
         if not isinstance(data, Mapping):
             return None
-        cpu, rss = data.get("cpu_percent"), data.get("memory_rss_bytes")
-        if not isinstance(cpu, (int, float)) or not isinstance(rss, int) or isinstance(cpu, bool):
+        cpu, rss, wait = data.get("cpu_percent"), data.get("memory_rss_bytes"), data.get("cpu_wait_percent")
+        if not _number(cpu) or not isinstance(rss, int) or (wait is not None and not _number(wait)):
             return None
-        return cls(round(float(cpu), 1), rss)
+        return cls(round(float(cpu), 1), rss, round(float(wait), 1) if wait is not None else None)
 
 
 class UsageMeter(Protocol):
@@ -60,36 +82,54 @@ class UsageMeter(Protocol):
         ...
 
 
+def _schedstat(path: Path) -> tuple[int, int] | None:
+    """(ns on a CPU, ns waiting in the run queue) of the calling thread; None where the kernel has no
+    schedstat (not Linux, or built without CONFIG_SCHED_INFO)."""
+    try:
+        on_cpu, waiting, _slices = path.read_text().split()
+        return int(on_cpu), int(waiting)
+    except (OSError, ValueError):
+        return None
+
+
 class ProcessMeter:
-    """This process's CPU % since the previous `read()` (or since it was made) and its RSS, via psutil.
+    """This process's CPU % since the previous `read()` (or since it was made), its main thread's run-queue
+    wait and its RSS (psutil, /proc/thread-self/schedstat). Read it from the main thread (the recorder's
+    greenlets run there).
 
     Children are not counted: the encoder helper runs on another core and does not slow the users down.
     A reading less than MIN_WINDOW_S after the previous one (the final snapshot right after a periodic one)
-    repeats the previous figure with the current RSS instead of measuring a window that short.
+    repeats the previous figures with the current RSS instead of measuring a window that short.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, schedstat: Path = SCHEDSTAT) -> None:
         self._process = psutil.Process()
         self._clock = clock
-        self._last = self._cpu_and_wall()
-        self._cpu: float | None = None  # the last figure measured
+        self._schedstat = schedstat
+        self._last = self._now()
+        self._figures: tuple[float, float | None] | None = None  # the last (cpu %, wait %) measured
 
-    def _cpu_and_wall(self) -> tuple[float, float]:
+    def _now(self) -> tuple[float, float, int | None]:
         times = self._process.cpu_times()
-        return times.user + times.system, self._clock()
+        sched = _schedstat(self._schedstat)
+        return times.user + times.system, self._clock(), sched[1] if sched is not None else None
 
     def read(self) -> Usage | None:
         try:
-            cpu, wall = self._cpu_and_wall()
+            now = self._now()
             rss = int(self._process.memory_info().rss)
         except (psutil.Error, OSError):
             return None
-        last_cpu, last_wall = self._last
+        (last_cpu, last_wall, last_wait), (cpu, wall, wait) = self._last, now
         if wall - last_wall < MIN_WINDOW_S:
-            return Usage(self._cpu, rss) if self._cpu is not None else None
-        self._last = (cpu, wall)
-        self._cpu = round(100.0 * (cpu - last_cpu) / (wall - last_wall), 1)
-        return Usage(self._cpu, rss)
+            return Usage(self._figures[0], rss, self._figures[1]) if self._figures is not None else None
+        self._last = now
+        seconds = wall - last_wall
+        waited = (
+            round(100.0 * (wait - last_wait) / 1e9 / seconds, 1) if wait is not None and last_wait is not None else None
+        )
+        self._figures = (round(100.0 * (cpu - last_cpu) / seconds, 1), waited)
+        return Usage(self._figures[0], rss, self._figures[1])
 
 
 def heartbeat_usage(client: Any) -> Usage | None:
@@ -103,7 +143,7 @@ def heartbeat_usage(client: Any) -> Usage | None:
 
 @dataclass
 class Episode:
-    """A node's saturation since `since` (epoch seconds), with its highest reading."""
+    """A node's saturation since `since` (epoch seconds), with its highest demand."""
 
     since: float
     peak: float
@@ -122,7 +162,7 @@ class SaturationWatch:
         self.open = {}
 
     def observe(self, node: str, usage: Usage, when: float) -> None:
-        cpu = usage.cpu_percent
+        cpu = usage.demand
         episode = self.open.get(node)
         if episode is None:
             if cpu >= SATURATED_AT:
@@ -131,8 +171,9 @@ class SaturationWatch:
                     "cpu_saturated",
                     node=node,
                     when=when,
-                    cpu_percent=cpu,
-                    message=f"load generator {node} CPU-saturated: {cpu:.1f} % (>= {SATURATED_AT:.0f} %)",
+                    cpu_percent=usage.cpu_percent,
+                    message=f"load generator {node} CPU-saturated: {_said(usage)} (>= {SATURATED_AT:.0f} %)",
+                    details=_details(usage),
                 )
             return
         episode.peak = max(episode.peak, cpu)
@@ -143,11 +184,24 @@ class SaturationWatch:
                 "cpu_recovered",
                 node=node,
                 when=when,
-                cpu_percent=cpu,
-                message=f"load generator {node} CPU back to {cpu:.1f} % (< {RECOVERED_BELOW:.0f} %) after "
+                cpu_percent=usage.cpu_percent,
+                message=f"load generator {node} CPU back to {_said(usage)} (< {RECOVERED_BELOW:.0f} %) after "
                 f"{seconds:.0f} s saturated (peak {episode.peak:.1f} %)",
-                details={"saturated_s": seconds, "peak_cpu_percent": episode.peak},
+                details={**_details(usage), "saturated_s": seconds, "peak_demand_percent": episode.peak},
             )
+
+
+def _said(usage: Usage) -> str:
+    if usage.cpu_wait_percent:
+        return f"{usage.cpu_percent:.1f} % CPU + {usage.cpu_wait_percent:.1f} % waiting for a CPU"
+    return f"{usage.cpu_percent:.1f} % CPU"
+
+
+def _details(usage: Usage) -> dict[str, Any]:
+    out: dict[str, Any] = {"demand_percent": usage.demand}
+    if usage.cpu_wait_percent is not None:
+        out["cpu_wait_percent"] = usage.cpu_wait_percent
+    return out
 
 
 class NodeHealth:
