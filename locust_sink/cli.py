@@ -1,5 +1,5 @@
 """The `locust-sink` command: load NDJSON results, replay the spool, install templates, import Kibana objects,
-and report, compare and list recorded runs.
+report, compare and list recorded runs, and sample a host's metrics (`agent`).
 
 This module must not import Locust (it monkey-patches the standard library through gevent).
 """
@@ -262,6 +262,59 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return commands.runs(args, _connect_client)
 
 
+def cmd_agent(args: argparse.Namespace) -> int:
+    from .config import url_problem
+    from .hosts.agent import Agent, EsOutput, FileOutput, install_signal_handlers
+    from .hosts.sampler import HostSampler
+
+    if args.interval <= 0 or (args.duration is not None and args.duration <= 0) or args.buffer < 1:
+        print("locust-sink agent: --interval and --duration must be > 0, --buffer >= 1", file=sys.stderr)
+        return 2
+    sampler = HostSampler(host_name=args.host_name, run_id=args.run_id)
+    if args.out:
+        output: Any = FileOutput(Path(args.out), args.index, sampler.host_name, args.run_id)
+    elif args.es_url:
+        config = _es_config(args)
+        problems = [p for p in (url_problem(u) for u in config.urls) if p] or ([] if config.urls else ["no URL"])
+        if problems:
+            print(f"locust-sink agent: bad --es-url: {redact(problems[0], config.secrets())}", file=sys.stderr)
+            return 2
+
+        def connect() -> Any:
+            from .transport import connect as connect_backend
+
+            return connect_backend(config)
+
+        output = EsOutput(connect, args.index, config.describe(), replicas=args.replicas)
+    else:
+        print("locust-sink agent: give --es-url URL (or LOCUST_ES_URL), or --out DIR for NDJSON files", file=sys.stderr)
+        return 2
+    logging.getLogger("elastic_transport").setLevel(logging.ERROR)  # the agent says each condition once itself
+    agent = Agent(sampler, output, args.interval, buffer=args.buffer, duration=args.duration)
+    install_signal_handlers(agent)
+    return agent.run()
+
+
+def _add_agent_parser(sub: Any) -> None:
+    from .hosts.ecs import DEFAULT_INDEX
+
+    agent = sub.add_parser(
+        "agent", help="sample this host's CPU, memory, disk and network (ECS fields) into Elasticsearch or files",
+        description="Run it on the system under test's host for the duration of a test; `locust-sink report` "
+        "charts its documents (and Metricbeat's) beside the results. Stops on Ctrl-C / SIGTERM with a summary.",
+    )  # fmt: skip
+    agent.add_argument("--run-id", default=_env("LOCUST_RUN_ID"), help="stored as labels.run_id (env LOCUST_RUN_ID)")
+    agent.add_argument("--interval", type=float, default=5.0, help="seconds between samples (default 5)")
+    agent.add_argument("--index", default=DEFAULT_INDEX, help=f"index to write (default {DEFAULT_INDEX})")
+    agent.add_argument("--out", default=None, help="NDJSON files under DIR (DIR/RUN_ID/host-HOST.ndjson) instead of ES")
+    agent.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: never)")
+    agent.add_argument("--host-name", default=None, help="host.name to write (default: this host's name)")
+    agent.add_argument("--buffer", type=int, default=10_000, help="samples kept while ES is away (default 10000)")
+    agent.add_argument("--replicas", type=int, default=int(_env("LOCUST_ES_REPLICAS", "0")))
+    _add_es_arguments(agent, url_required=False)
+    agent.set_defaults(func=cmd_agent, es_request_timeout=5.0)
+
+
 def _add_report_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-o", "--output", default=None, help="output file ('-' for stdout; html default: report-RUN.html)"
@@ -273,6 +326,8 @@ def _add_report_source_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_report_parsers(sub: Any) -> None:
+    from .hosts.ecs import DEFAULT_READ_PATTERN
+
     report = sub.add_parser(
         "report", help="one run's report: a self-contained HTML file (or --format json|text)",
         description="SOURCE: a results folder (locust-results/RUN_ID), a results root with --last, or a run id "
@@ -282,6 +337,15 @@ def _add_report_parsers(sub: Any) -> None:
     report.add_argument("--last", action="store_true", help="the newest run (of the results root, or in ES)")
     report.add_argument(
         "--slo", action="append", metavar="RULE", help="objective, e.g. 'GET /api p95<200ms' or 'failure_rate<1%%'"
+    )
+    report.add_argument(
+        "--host-metrics-index",
+        default=_env("LOCUST_SINK_HOST_METRICS_INDEX", DEFAULT_READ_PATTERN),
+        help="indices with the system under test's host metrics (Metricbeat's, `locust-sink agent`'s), read for the "
+        f"run's time range; 'none': do not read (default {DEFAULT_READ_PATTERN})".replace("%", "%%"),
+    )
+    report.add_argument(
+        "--host-metrics-host", action="append", metavar="NAME", help="only this host.name (repeatable; default: all)"
     )
     _add_report_source_arguments(report)
     report.set_defaults(func=cmd_report)
@@ -348,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     kimport.add_argument("--password", default=_env("KIBANA_PASSWORD"))
     kimport.set_defaults(func=cmd_kibana)
     _add_report_parsers(sub)
+    _add_agent_parser(sub)
     return parser
 
 

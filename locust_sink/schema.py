@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 from .transport import ClientRest, RestError
 
-SCHEMA_VERSION: int = 2
+SCHEMA_VERSION: int = 3
 """Bump on ANY change of a template body below: it is what lets a newer locust-sink replace older templates."""
 
 FAMILIES: tuple[str, ...] = ("requests", "stats", "runs", "events")
@@ -156,6 +156,10 @@ def _family_properties(family: str, flattened: str | bool) -> dict[str, Any]:
             "percentiles": {"properties": {p: _DOUBLE_AGG for p in percentiles}},
             "avg_content_length": _DOUBLE_AGG,
             "user_count": _INT_AGG,
+            # the node's process on its Aggregated rows (stats/health.py): CPU % of one core, resident memory
+            "cpu_percent": _DOUBLE,  # indexed: "snapshots where a node ran hot" is a range filter
+            "cpu_wait_percent": _DOUBLE,  # its main thread's run-queue wait: CPU it wanted and did not get
+            "memory_rss_bytes": _LONG_AGG,
             # Locust's {rounded_ms: count} histogram: numeric keys would be a mapping explosion; keep in _source.
             "response_times": {"type": "object", "enabled": False},
         }
@@ -223,6 +227,7 @@ def _family_properties(family: str, flattened: str | bool) -> dict[str, Any]:
             "name": _KEYWORD,
             "error": _text_with_keyword(),
             "occurrences": _LONG,
+            "cpu_percent": _DOUBLE,  # cpu_saturated / cpu_recovered
             "traceback": {"type": "text"},  # events are few: searching tracebacks for "KeyError" is worth it
             "details": _free_form(flattened),
         }

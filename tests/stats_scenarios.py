@@ -114,6 +114,23 @@ class ScriptedPort:
         self.documents = {"emitted": len(self.output), "indexed": len(self.output)}
 
 
+class ScriptedMeter:
+    """A UsageMeter reading a fixed cycle of CPU figures (saturation, hovering, recovery) and a growing RSS."""
+
+    CPU = (12.5, 95.0, 97.5, 85.0, 79.5, 91.0, 40.0)
+
+    def __init__(self) -> None:
+        self.readings = 0
+
+    def read(self) -> Any:
+        from locust_sink.stats.health import Usage
+
+        cpu = self.CPU[self.readings % len(self.CPU)]
+        wait = (None, 0.5, 30.0)[self.readings % 3]  # 30 % waiting turns 79.5 % CPU into a saturated reading
+        self.readings += 1
+        return Usage(cpu, 100_000_000 + 4096 * self.readings, wait)
+
+
 class ScenarioUser(User):
     wait_time = constant(1)
 
@@ -157,7 +174,7 @@ RecorderFactory = Callable[[Environment, ScriptedPort, Callable[[], SinkOptions]
 def new_recorder(environment: Environment, port: ScriptedPort, options: Callable[[], SinkOptions]) -> Any:
     from locust_sink.stats import StatsRecorder
 
-    return StatsRecorder(environment, port, options)
+    return StatsRecorder(environment, port, options, meter=ScriptedMeter())
 
 
 # ------------------------------------------------------------------------------------------ the harness
@@ -327,6 +344,10 @@ def master(h: Harness, clock: Clock, spawned: list[CapturedGreenlet]) -> None:
                 payload["trouble"] = ["w2: Elasticsearch unreachable", "w2: spooling"]
             if not (w == "w1" and r == 0):  # w1's first report came before its sink started
                 data["locust_sink"] = payload
+            if w == "w1":  # w1 sends its usage; w2 is an older sink: its heartbeats' figures stand in
+                data["locust_sink_usage"] = {"cpu_percent": (99.0, 93.0, 70.0)[r], "memory_rss_bytes": 5_000_000 + r}
+            elif r:  # before w2's first heartbeat (memory 0) there is no figure at all
+                clients[w].cpu_usage, clients[w].memory_usage = 50.0 + r, 6_000_000 + r
             clients[w].user_classes_count = {"ScenarioUser": data["user_count"]}
             h.env.events.worker_report.fire(client_id=w, data=data)
         if r == 0:
@@ -376,7 +397,7 @@ def worker(h: Harness, clock: Clock, spawned: list[CapturedGreenlet]) -> None:
     def report() -> None:
         data: dict[str, Any] = {}
         h.env.events.report_to_master.fire(client_id="w-abc", data=data)
-        h.out("report", data.get("locust_sink"))
+        h.out("report", data.get("locust_sink"), data.get("locust_sink_usage"))
 
     h.user_error(ValueError, "early")
     report()  # before the sink started: no payload

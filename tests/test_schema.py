@@ -173,6 +173,9 @@ EXPECTED_TYPES = {
         "percentiles": "object",
         "avg_content_length": "double",
         "user_count": "integer",
+        "cpu_percent": "double",
+        "cpu_wait_percent": "double",
+        "memory_rss_bytes": "long",
         "response_times": "object",
     },
     "runs": {
@@ -217,6 +220,7 @@ EXPECTED_TYPES = {
         "name": "keyword",
         "error": "text",
         "occurrences": "long",
+        "cpu_percent": "double",
         "traceback": "text",
         "details": "flattened",
     },

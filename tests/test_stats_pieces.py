@@ -20,7 +20,7 @@ import pytest
 from locust.event import Events
 from locust.runners import WorkerNode
 from locust.stats import RequestStats, calculate_response_time_percentile, setup_distributed_stats_event_listeners
-from stats_scenarios import GOLDEN, SCENARIOS, Clock, ScriptedPort, run_scenario, worker_reports
+from stats_scenarios import GOLDEN, SCENARIOS, Clock, ScriptedMeter, ScriptedPort, run_scenario, worker_reports
 
 from locust_sink.stats import SnapshotCursor, snapshot_documents
 from locust_sink.stats.events import MAX_PENDING_EVENTS, USER_ERROR_EVENTS_PER_KIND, EventLog, failure_groups
@@ -410,7 +410,7 @@ def test_observer_sees_every_snapshot_and_status_and_cannot_break_recording(tmp_
 
     def make(env, port, options):
         watchers.append(Watcher(fail))
-        return StatsRecorder(env, port, options, observer=watchers[0])
+        return StatsRecorder(env, port, options, observer=watchers[0], meter=ScriptedMeter())
 
     with caplog.at_level(logging.ERROR, logger="locust_sink"):
         observed = run_scenario("master", tmp_path, make)
@@ -425,3 +425,115 @@ def test_observer_sees_every_snapshot_and_status_and_cannot_break_recording(tmp_
     assert tuple(watcher.statuses[-1][1]) == SUMMARY_FIELDS
     failures = [r for r in caplog.records if "observer broke" in r.getMessage()]
     assert len(failures) == (1 if fail else 0)
+
+
+# ------------------------------------------------------------------------------ load-generator health
+
+
+def _watch_events(readings: list[float]) -> list[tuple[str, float, float]]:
+    from locust_sink.stats.health import SaturationWatch, Usage
+
+    port = ScriptedPort()
+    port.is_started = True
+    log = EventLog(port, lambda: "local")
+    log.begin_run("r")
+    watch = SaturationWatch(log)
+    for i, cpu in enumerate(readings):
+        watch.observe("local", Usage(cpu, 1), 1000.0 + 3 * i)
+    docs = [json.loads(e[5]) for e in port.output]
+    return [(d["event"], d["cpu_percent"], d["@timestamp"]) for d in docs]
+
+
+def test_saturation_is_one_event_each_way_per_episode_with_hysteresis():
+    """Enter at >= 90 %, leave below 80 %: readings between the two (hovering) change nothing, and a second
+    episode is said again."""
+    got = _watch_events([50.0, 89.9, 90.0, 85.0, 99.0, 80.0, 79.9, 89.0, 95.0, 10.0])
+    assert [(kind, cpu) for kind, cpu, _ in got] == [
+        ("cpu_saturated", 90.0),
+        ("cpu_recovered", 79.9),
+        ("cpu_saturated", 95.0),
+        ("cpu_recovered", 10.0),
+    ]
+    assert [t for _, _, t in got] == ["1970-01-01T00:16:46.000Z", "1970-01-01T00:16:58.000Z",
+                                      "1970-01-01T00:17:04.000Z", "1970-01-01T00:17:07.000Z"]  # fmt: skip
+    assert _watch_events([70.0, 89.99, 80.0]) == []
+
+
+def test_recovered_event_says_how_long_and_how_high():
+    from locust_sink.stats.health import SaturationWatch, Usage
+
+    port = ScriptedPort()
+    port.is_started = True
+    log = EventLog(port, lambda: "local")
+    log.begin_run("r")
+    watch = SaturationWatch(log)
+    for when, cpu in ((10.0, 92.0), (13.0, 104.5), (16.0, 91.0), (19.0, 30.0)):
+        watch.observe("w1", Usage(cpu, 1), when)
+    recovered = json.loads(port.output[-1][5])
+    assert recovered["node"] == "w1"
+    assert recovered["details"] == {"demand_percent": 30.0, "saturated_s": 9.0, "peak_demand_percent": 104.5}
+    assert "after 9 s saturated (peak 104.5 %)" in recovered["message"]
+    assert recovered["details"]["demand_percent"] == 30.0
+
+
+def test_a_node_waiting_for_a_cpu_is_saturated_too():
+    """60 % CPU plus 35 % of the time runnable in the run queue: the process wanted 95 % of a core."""
+    from locust_sink.stats.health import SaturationWatch, Usage
+
+    port = ScriptedPort()
+    port.is_started = True
+    log = EventLog(port, lambda: "local")
+    log.begin_run("r")
+    watch = SaturationWatch(log)
+    watch.observe("local", Usage(60.0, 1, 35.0), 1.0)
+    watch.observe("local", Usage(60.0, 1, 10.0), 2.0)
+    kinds = [json.loads(e[5]) for e in port.output]
+    assert [k["event"] for k in kinds] == ["cpu_saturated", "cpu_recovered"]
+    assert kinds[0]["cpu_percent"] == 60.0 and kinds[0]["details"] == {"demand_percent": 95.0, "cpu_wait_percent": 35.0}
+    assert "60.0 % CPU + 35.0 % waiting for a CPU" in kinds[0]["message"]
+
+
+def test_process_meter_measures_this_process_busy_and_idle():
+    """psutil's CPU times over the wall time: a busy loop reads near one core, a sleep near zero; a window
+    shorter than a second repeats the last figure."""
+    import time
+
+    from locust_sink.stats.health import ProcessMeter
+
+    meter = ProcessMeter()
+    assert meter.read() is None  # nothing measured yet, and a window under MIN_WINDOW_S is not measured
+    deadline = time.monotonic() + 1.1
+    while time.monotonic() < deadline:
+        pass
+    busy = meter.read()
+    assert busy is not None and meter.read().cpu_percent == busy.cpu_percent  # not a 0-ms window's figure
+    time.sleep(1.1)
+    idle = meter.read()
+    assert busy is not None and idle is not None
+    assert busy.demand > 80.0 and busy.cpu_wait_percent is not None, busy  # used or waited for (shared CPUs)
+    assert idle.cpu_percent < 30.0, idle
+    assert busy.memory_rss_bytes > 10_000_000
+
+
+def test_worker_usage_comes_from_its_report_else_from_locusts_heartbeats():
+    from locust_sink.stats.health import USAGE_KEY, NodeHealth, Usage
+
+    port = ScriptedPort()
+    health = NodeHealth(EventLog(port, lambda: "master"), meter=ScriptedMeter())
+    node = WorkerNode("w1")
+    assert health.worker("w1", {}, node, 1.0) is None  # no report part, no heartbeat yet (memory 0)
+    node.cpu_usage, node.memory_usage = 42.0, 7_000_000
+    assert health.worker("w1", {}, node, 2.0) == Usage(42.0, 7_000_000)
+    report = {USAGE_KEY: {"cpu_percent": 97.25, "memory_rss_bytes": 8_000_000}}
+    assert health.worker("w1", report, node, 3.0) == Usage(97.2, 8_000_000)
+    report = {USAGE_KEY: {"cpu_percent": 50.0, "cpu_wait_percent": 41.04, "memory_rss_bytes": 8_000_000}}
+    assert health.worker("w1", report, node, 4.0) == Usage(50.0, 8_000_000, 41.0)
+    bad_wait = {"cpu_percent": 1.0, "cpu_wait_percent": "x", "memory_rss_bytes": 1}
+    for bad in (
+        {"cpu_percent": "high", "memory_rss_bytes": 1},
+        {"cpu_percent": True, "memory_rss_bytes": 1},
+        5,
+        bad_wait,
+    ):
+        assert Usage.parse(bad) is None
+    assert set(health.watch.open) == {"w1"}  # the 97 % reading opened an episode

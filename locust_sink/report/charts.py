@@ -45,7 +45,7 @@ def time_range() -> DataRange1d:
     return DataRange1d(range_padding=0.02)
 
 
-def _figure(title: str, x_range: DataRange1d, y_label: str, relative: bool = False, name: str | None = None):
+def time_figure(title: str, x_range: DataRange1d, y_label: str, relative: bool = False, name: str | None = None):
     fig = figure(
         title=title,
         height=HEIGHT,
@@ -75,7 +75,7 @@ def _hover(fig, renderers: Sequence, fields: Sequence[tuple[str, str]], relative
     )
 
 
-def _legend(fig) -> None:
+def style_legend(fig) -> None:
     fig.legend.click_policy = "hide"
     fig.legend.location = "top_left"
     fig.legend.label_text_font_size = "8pt"
@@ -84,7 +84,7 @@ def _legend(fig) -> None:
 
 def throughput_chart(total: ColumnDataSource, x_range: DataRange1d) -> figure:
     """Requests/s and failures/s of Total (left axis) with the user count (right axis)."""
-    fig = _figure("Requests and failures per second, users", x_range, "per second", name="throughput")
+    fig = time_figure("Requests and failures per second, users", x_range, "per second", name="throughput")
     rps = fig.line("t", "rps", source=total, color="#1f77b4", line_width=2, legend_label="requests/s")
     fails = fig.line("t", "fail_s", source=total, color="#d62728", line_width=2, legend_label="failures/s")
     fig.extra_y_ranges = {"users": DataRange1d(start=0)}
@@ -93,21 +93,21 @@ def throughput_chart(total: ColumnDataSource, x_range: DataRange1d) -> figure:
         "t", "users", source=total, y_range_name="users", color="#7f7f7f", line_dash="dashed", legend_label="users"
     )
     _hover(fig, [rps], [("requests/s", "@rps"), ("failures/s", "@fail_s"), ("users", "@users")])
-    _legend(fig)
+    style_legend(fig)
     del fails, users
     return fig
 
 
 def response_time_chart(selected: ColumnDataSource, x_range: DataRange1d, title: str) -> figure:
     """p50/p95/p99 over time of one endpoint (or Total): `selected` is swapped by the endpoint selector."""
-    fig = _figure(title, x_range, "response time (ms)", name="response_times")
+    fig = time_figure(title, x_range, "response time (ms)", name="response_times")
     lines = [
         fig.line("t", col, source=selected, color=color, line_width=2, legend_label=col)
         for col, color in (("p50", "#2ca02c"), ("p95", "#ff7f0e"), ("p99", "#d62728"))
     ]
     fig.line("t", "avg", source=selected, color="#7f7f7f", line_dash="dotted", legend_label="avg")
     _hover(fig, lines[:1], [("p50", "@p50 ms"), ("p95", "@p95 ms"), ("p99", "@p99 ms"), ("requests", "@requests")])
-    _legend(fig)
+    style_legend(fig)
     return fig
 
 
@@ -115,7 +115,7 @@ def per_endpoint_chart(
     sources: Mapping[str, ColumnDataSource], x_range: DataRange1d, column: str, title: str, y_label: str
 ) -> figure:
     """One line per endpoint of one series column (failures/s, p95, requests/s ...); click a legend entry to hide it."""
-    fig = _figure(title, x_range, y_label, name=f"per_endpoint_{column}")
+    fig = time_figure(title, x_range, y_label, name=f"per_endpoint_{column}")
     renderers = []
     for (key, source), color in zip(sources.items(), palette(len(sources)), strict=True):
         renderers.append(fig.line("t", column, source=source, color=color, line_width=2, legend_label=key))
@@ -127,7 +127,7 @@ def per_endpoint_chart(
                 formatters={"@t": "datetime"},
             )
         )
-        _legend(fig)
+        style_legend(fig)
     return fig
 
 
@@ -151,14 +151,14 @@ def histogram_chart(selected: ColumnDataSource, title: str) -> figure:
 
 def status_chart(status: ColumnDataSource, codes: Sequence[str], x_range: DataRange1d) -> figure:
     """Requests per second per HTTP status code (`s0`: no response)."""
-    fig = _figure("Status codes over time", x_range, "requests/s", name="status_codes")
+    fig = time_figure("Status codes over time", x_range, "requests/s", name="status_codes")
     renderers = []
     for col, color in zip(codes, palette(len(codes)), strict=True):
         label = "no response" if col == "s0" else col[1:]
         renderers.append(fig.line("t", col, source=status, color=color, line_width=2, legend_label=label))
     if renderers:
         _hover(fig, renderers[:1], [(c[1:] or "none", f"@{c}") for c in codes])
-        _legend(fig)
+        style_legend(fig)
     return fig
 
 
@@ -210,7 +210,7 @@ def overlay_chart(
     runs: Sequence[tuple[str, ColumnDataSource]], column: str, title: str, y_label: str, x_range: Range1d | DataRange1d
 ) -> figure:
     """Compare: one line per run of one column, on seconds since each run's start (column `x`)."""
-    fig = _figure(title, x_range, y_label, relative=True, name=f"overlay_{column}")
+    fig = time_figure(title, x_range, y_label, relative=True, name=f"overlay_{column}")
     renderers = []
     for i, ((label, source), color) in enumerate(zip(runs, palette(len(runs)), strict=True)):
         dash = "dashed" if i == 0 else "solid"
@@ -220,5 +220,5 @@ def overlay_chart(
     fig.add_tools(HoverTool(renderers=renderers, tooltips=[("run", "$name"), ("s", "@x{0.0}"), (column, f"@{column}")]))
     for r, (label, _) in zip(renderers, runs, strict=True):
         r.name = label
-    _legend(fig)
+    style_legend(fig)
     return fig

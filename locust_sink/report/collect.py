@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import histogram as h
+from .loadgen import LoadGenerators, saturation_sentence
 from .model import ACCOUNTING_FIELDS, TOTAL, EndpointRow, NodeAccounting, RunFigures, endpoint_key
 from .requests import EndpointDocs, RequestFigures, epoch
 from .series import DEFAULT_MAX_POINTS, Clock, Point, Series
@@ -47,6 +48,7 @@ class RunCollector:
         self.user_errors_final: list[dict[str, Any]] = []
         self.user_errors_live: dict[str, dict[str, Any]] = {}
         self.summaries: dict[str, dict[str, Any]] = {}
+        self.loadgen = LoadGenerators()  # nodes' CPU/memory and saturated ranges
 
     # ----- feeding -----------------------------------------------------------------------------------
     def add(self, family: str, doc: Mapping[str, Any]) -> None:
@@ -79,6 +81,8 @@ class RunCollector:
         if clock is None:
             clock = self.clocks[(source, node)] = Clock(self.max_points)
         aggregated = bool(doc.get("is_aggregated"))
+        if aggregated:
+            self.loadgen.add_snapshot(t, doc)
         if source in MAIN_SOURCES:
             self.main_source = self.main_source or source
             key = TOTAL if aggregated else endpoint_key(doc.get("request_type"), str(doc.get("name")))
@@ -115,6 +119,8 @@ class RunCollector:
             self.user_errors_live.setdefault(str(doc.get("message")), doc)
         elif kind == "sink_summary":
             self.summaries[str(doc.get("node"))] = details
+        elif kind in ("cpu_saturated", "cpu_recovered"):
+            self.loadgen.add_event(doc)
         if kind in ("failure_group", "sink_summary") or (kind == "user_error" and details.get("final")):
             return
         if kind == "user_error" and len(self.user_errors_live) > 20:
@@ -146,6 +152,9 @@ class RunCollector:
         fig.slowest = requests.slowest
         fig.accounting = self._accounting()
         fig.warnings = completeness_warnings(self, fig, requests)
+        fig.load_generators = self.loadgen.columns()
+        fig.saturation = self.loadgen.episodes(fig.run.get("end_epoch"))
+        fig.bottleneck = [saturation_sentence(e) for e in fig.saturation]
         return fig
 
     def _keys(self) -> list[str]:

@@ -37,7 +37,7 @@ def load(source: str | None, args: argparse.Namespace, connect: Connect, es_cach
             if found is None:
                 raise CommandError(f"{path}: no run folders (with .ndjson files) in it")
             folder = found
-        return read_run_folder(folder, slowest=args.slowest)
+        return read_run_folder(folder, slowest=args.slowest, hosts=_hosts(args))
     if not args.es_url:
         if source is None:
             raise CommandError("give a results folder (locust-results/<run id>), or a run id with --es-url URL")
@@ -48,7 +48,18 @@ def load(source: str | None, args: argparse.Namespace, connect: Connect, es_cach
         es_cache["es"] = connect(args)[0]
     es = es_cache["es"]
     run_id = newest_run_id(es, args.es_index_prefix) if source is None else source
-    return read_es_run(es, run_id, prefix=args.es_index_prefix, slowest=args.slowest)
+    pattern = getattr(args, "host_metrics_index", None)
+    return read_es_run(
+        es, run_id, prefix=args.es_index_prefix, slowest=args.slowest,
+        host_pattern=None if pattern in (None, "", "none") else pattern, hosts=_hosts(args) or (),
+    )  # fmt: skip
+
+
+def _hosts(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """The hosts to chart (empty: every host found); None: host metrics are not read (`--host-metrics-index none`)."""
+    if getattr(args, "host_metrics_index", None) == "none":
+        return None
+    return tuple(getattr(args, "host_metrics_host", None) or ())
 
 
 def _write(text: str, output: str | None, what: str) -> None:
@@ -95,6 +106,10 @@ def report(args: argparse.Namespace, connect: Connect) -> int:
     _write(text, output, "report")
     for w in fig.warnings:
         print(f"locust-sink: warning: {w}", file=sys.stderr)
+    for w in fig.hosts.warnings if fig.hosts is not None else ():
+        print(f"locust-sink: warning: {w}", file=sys.stderr)
+    for sentence in fig.bottleneck:
+        print(f"locust-sink: {sentence}", file=sys.stderr)
     _verdict_lines(verdicts, output in (None, "-"))
     return 1 if any(not v.passed for v in verdicts) else 0
 

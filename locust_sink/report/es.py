@@ -15,8 +15,10 @@ import math
 from collections import Counter
 from typing import Any
 
+from ..hosts.ecs import DEFAULT_READ_PATTERN
 from .collect import MAIN_SOURCES, RunCollector
 from .files import SourceError
+from .hosts import read_es_hosts
 from .model import RunFigures, endpoint_key
 from .requests import EndpointDocs, RequestFigures, epoch, slow_row
 
@@ -42,8 +44,15 @@ def newest_run_id(es: Any, prefix: str) -> str:
 
 
 def read_es_run(
-    es: Any, run_id: str, prefix: str = "locust", slowest: int = 20, max_points: int | None = None
+    es: Any,
+    run_id: str,
+    prefix: str = "locust",
+    slowest: int = 20,
+    max_points: int | None = None,
+    host_pattern: str | None = DEFAULT_READ_PATTERN,
+    hosts: tuple[str, ...] = (),
 ) -> RunFigures:
+    """One run's figures; with `host_pattern`, the host metrics of the run's time range from those indices."""
     refresh(es, prefix)
     collector = RunCollector(run_id, **({"max_points": max_points} if max_points else {}))
     run = es.options(ignore_status=404).get(index=f"{prefix}-runs", id=run_id)
@@ -66,7 +75,11 @@ def read_es_run(
     requests.slowest = _slowest(es, prefix, run_id, slowest)
     if not collector.failure_groups:
         requests.errors = _error_groups(es, prefix, run_id)
-    return collector.build(requests, f"elasticsearch {prefix}-* run {run_id}")
+    fig = collector.build(requests, f"elasticsearch {prefix}-* run {run_id}")
+    start, end = fig.run.get("start_epoch"), fig.run.get("end_epoch")
+    if host_pattern and start is not None and end is not None:
+        fig.hosts = read_es_hosts(es, host_pattern, start, end, hosts)
+    return fig
 
 
 def refresh(es: Any, prefix: str) -> None:

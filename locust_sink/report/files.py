@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from .collect import RunCollector, run_rank
+from .hosts import host_metric_files, read_file_hosts
 from .model import RunFigures
 from .requests import RequestAccumulator
 
@@ -56,8 +57,11 @@ def documents(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
                 yield index.rpartition("-")[2], doc
 
 
-def read_run_folder(folder: Path, slowest: int = 20, max_points: int | None = None) -> RunFigures:
-    """The figures of the run whose documents are in `folder` (the sink writes one folder per run)."""
+def read_run_folder(
+    folder: Path, slowest: int = 20, max_points: int | None = None, hosts: tuple[str, ...] | None = ()
+) -> RunFigures:
+    """The figures of the run whose documents are in `folder` (the sink writes one folder per run), with the
+    host metrics of `locust-sink agent` files (hosts.host_metric_files; `hosts` None: not read)."""
     folder = Path(folder)
     files = run_files(folder) if folder.is_dir() else []
     if not files:
@@ -65,6 +69,8 @@ def read_run_folder(folder: Path, slowest: int = 20, max_points: int | None = No
     collector = RunCollector(None, **({"max_points": max_points} if max_points else {}))
     acc = RequestAccumulator(slowest=slowest)
     for path in files:
+        if path.name.startswith("host-"):
+            continue  # the agent's host metrics: read below, for the run's time range
         for family, doc in documents(path):
             if family == "requests":
                 acc.add(doc)
@@ -72,7 +78,13 @@ def read_run_folder(folder: Path, slowest: int = 20, max_points: int | None = No
                 collector.add(family, doc)
     if collector.run_id is None:
         collector.run_id = folder.name
-    return collector.build(acc.result(), f"files {folder}")
+    fig = collector.build(acc.result(), f"files {folder}")
+    start, end = fig.run.get("start_epoch"), fig.run.get("end_epoch")
+    paths = host_metric_files(folder)
+    if hosts is not None and paths and start is not None and end is not None:
+        docs = (doc for path in paths for _family, doc in documents(path))
+        fig.hosts = read_file_hosts(docs, start, end, f"files {', '.join(p.name for p in paths)}", hosts)
+    return fig
 
 
 def last_run_document(folder: Path) -> dict[str, Any] | None:
@@ -112,7 +124,7 @@ def run_folders(root: Path) -> list[Path]:
     """Run folders under a results root (`locust-results/`): subfolders holding .ndjson files (not the spool)."""
     if is_run_folder(root) and not any(is_run_folder(p) for p in root.iterdir() if p.is_dir()):
         return [root]
-    skip = {"spool", "dead-letter"}
+    skip = {"spool", "dead-letter", "host-metrics"}
     return sorted(p for p in root.iterdir() if p.name not in skip and is_run_folder(p)) if root.is_dir() else []
 
 

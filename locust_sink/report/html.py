@@ -13,7 +13,7 @@ from bokeh.layouts import column
 from bokeh.models import ColumnDataSource
 from bokeh.resources import INLINE
 
-from . import charts, fmt
+from . import charts, fmt, health_charts
 from .model import SERIES_COLUMNS, TOTAL, RunFigures
 from .rules import Verdict
 from .tables import (
@@ -21,6 +21,7 @@ from .tables import (
     endpoint_table,
     error_table,
     header_table,
+    loadgen_table,
     slowest_table,
     verdict_table,
     worker_table,
@@ -35,14 +36,29 @@ def template() -> Any:
     return get_env().from_string(text)
 
 
-def page(title: str, heading: str, note: str, warnings: Sequence[str], sections: list[dict], roots: list) -> str:
-    """The HTML page: `sections` (title, note, tables, details, charts = names of `roots`) in order."""
+def page(
+    title: str,
+    heading: str,
+    note: str,
+    warnings: Sequence[str],
+    sections: list[dict],
+    roots: list,
+    notices: Sequence[str] = (),
+) -> str:
+    """The HTML page: `sections` (title, note, tables, details, charts = names of `roots`) in order; `notices`
+    (the load generators' saturation) in a box of their own at the top."""
     return file_html(
         roots,
         resources=INLINE,
         title=title,
         template=template(),
-        template_variables={"heading": heading, "note": note, "warnings": list(warnings), "sections": sections},
+        template_variables={
+            "heading": heading,
+            "note": note,
+            "warnings": list(warnings),
+            "sections": sections,
+            "notices": list(notices),
+        },  # fmt: skip
     )
 
 
@@ -93,6 +109,18 @@ def run_charts(fig: RunFigures) -> tuple[list, dict[str, list[str]]]:
         roots["workers_p95"] = charts.per_endpoint_chart(wsources, x_range, "p95", "p95 per window by worker", "ms")
         time_charts += [roots["workers_rps"], roots["workers_p95"]]
         sections["workers"] = ["workers_rps", "workers_p95"]
+    hosts = fig.hosts.columns if fig.hosts is not None else {}
+    if fig.load_generators or hosts:
+        sections["health"] = []
+        if fig.load_generators:
+            roots["loadgen_cpu"] = health_charts.loadgen_cpu_chart(fig.load_generators, fig.saturation, x_range)
+            roots["loadgen_memory"] = health_charts.loadgen_memory_chart(fig.load_generators, x_range)
+            sections["health"] += ["loadgen_cpu", "loadgen_memory"]
+        if hosts:
+            roots["host_cpu"] = health_charts.host_cpu_chart(hosts, fig.saturation, x_range)
+            roots["host_io"] = health_charts.host_io_chart(hosts, x_range)
+            sections["health"] += ["host_cpu", "host_io"]
+        time_charts += [roots[name] for name in sections["health"]]
     codes = [c for c in fig.status_codes if c.startswith("s")]
     if codes:
         roots["status"] = charts.status_chart(ColumnDataSource(fig.status_codes), codes, x_range)
@@ -148,6 +176,10 @@ def render(fig: RunFigures, verdicts: Sequence[Verdict] = ()) -> str:
     sections.append(section("Over time", "charts", charts=charted["load"], note=CHARTS_NOTE.format(window=window)))
     if "workers" in charted:
         sections.append(section("Per worker", "workers", tables=[worker_table(fig)], charts=charted["workers"]))
+    if "health" in charted:
+        sections.append(section("Who is the bottleneck: load generators and hosts", "health",
+                                tables=[loadgen_table(fig)] if fig.load_generators else [],
+                                charts=charted["health"], note=health_note(fig)))  # fmt: skip
     if "status" in charted:
         sections.append(section("Status codes", "status", charts=charted["status"], note="by request start time"))
     sections.append(section("Errors", "errors", tables=[error_table(fig)], note="" if fig.errors else "none"))
@@ -165,4 +197,18 @@ def render(fig: RunFigures, verdicts: Sequence[Verdict] = ()) -> str:
     heading = f"locust-sink report: {fig.run_id}"
     t = fig.total
     note = f"{t.requests:,} requests, {t.failures:,} failures ({t.failure_pct:.2f} %), p95 {fmt.ms(t.p95)} ms"
-    return page(heading, heading, note, fig.warnings, sections, roots)
+    return page(heading, heading, note, fig.warnings, sections, roots, fig.bottleneck)
+
+
+def health_note(fig: RunFigures) -> str:
+    parts = []
+    if fig.load_generators:
+        parts.append(
+            " ".join(fig.bottleneck) if fig.bottleneck else "No load generator reached 90 % CPU: the results measure "
+            "the system under test, as far as Locust's CPU goes."
+        )  # fmt: skip
+    if fig.hosts is not None and fig.hosts.columns:
+        parts.append(f"Host metrics from {fig.hosts.source}, in windows of {fig.hosts.window_s} s.")
+    elif fig.hosts is not None:
+        parts.append(f"No host metrics for the run's time range in {fig.hosts.source}.")
+    return " ".join(parts)

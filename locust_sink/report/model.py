@@ -12,6 +12,7 @@ can serve the same dicts from a JSON route to an `AjaxDataSource`):
 - `STATUS_COLUMNS`: `t`, `t0` as above and one `s<code>` column per HTTP status (`s0`: no response), the
   requests per second with that status in the window (from the request documents).
 - `EVENT_COLUMNS`: `t`, `event`, `node`, `message`.
+- `loadgen.NODE_COLUMNS` (per load generator node) and `hosts.HOST_COLUMNS` (per host of the system under test).
 """
 
 from __future__ import annotations
@@ -105,6 +106,10 @@ class RunFigures:
     request_documents: int = 0
     window_s: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    load_generators: dict[str, dict[str, list]] = field(default_factory=dict)  # node -> loadgen.NODE_COLUMNS
+    saturation: list[dict[str, Any]] = field(default_factory=list)  # CPU-saturated ranges (loadgen.episodes)
+    bottleneck: list[str] = field(default_factory=list)  # one sentence per saturated range
+    hosts: Any = None  # hosts.HostFigures of the system under test's hosts, when read
 
     @property
     def start(self) -> float | None:
@@ -135,4 +140,8 @@ class RunFigures:
             "slowest": self.slowest,
             "accounting": [a.as_dict() for a in self.accounting],
             "request_documents": self.request_documents,
+            "bottleneck": self.bottleneck,
+            "saturation": self.saturation,
+            "load_generators": self.load_generators,
+            "host_metrics": self.hosts.as_dict() if self.hosts is not None else None,
         }

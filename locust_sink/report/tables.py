@@ -162,3 +162,15 @@ def accounting_table(fig: RunFigures) -> Table:
             cls="" if a.balanced else "regressed",
         )
     return table
+
+
+def loadgen_table(fig: RunFigures) -> Table:
+    """Per load generator node: mean and highest CPU, highest memory, time CPU-saturated."""
+    from .loadgen import summary_rows
+
+    columns = ("Node", "CPU mean %", "CPU max %", "Waiting for a CPU, mean %", "Memory max (MB)", "Saturated (s)")
+    table = Table("loadgen", columns, left=frozenset({0}))
+    for r in summary_rows(fig.load_generators, fig.saturation):
+        values = (r["cpu_mean"], r["cpu_max"], r["wait_mean"], r["memory_max_mb"], r["saturated_s"])
+        table.add([r["node"], *(Cell(fmt.num(v), v) for v in values)])
+    return table

@@ -34,6 +34,8 @@ def render(fig: RunFigures, verdicts: Sequence[Verdict] = ()) -> str:
         out.append(f"tags: {fmt.tags(run.get('tags'))}")
     for w in fig.warnings:
         out.append(f"WARNING: {w}")
+    for sentence in fig.bottleneck:
+        out.append(f"BOTTLENECK: {sentence}")
     out.append("")
     headers = ("Type", "Name", "Reqs", "Fails", "Fail%", "RPS", "Avg", "Min", "Max", "p50", "p90", "p95", "p99",
                "p99.9", "Size")  # fmt: skip
@@ -50,6 +52,7 @@ def render(fig: RunFigures, verdicts: Sequence[Verdict] = ()) -> str:
         out.append(table(("Worker", "Reqs", "Fails", "RPS", "p50", "p95", "p99"),
                          [(w.key, w.requests, w.failures, fmt.num(w.rps, 2), fmt.ms(w.p50), fmt.ms(w.p95),
                            fmt.ms(w.p99)) for w in fig.workers]))  # fmt: skip
+    out.extend(health_lines(fig))
     if fig.errors:
         out.append("")
         out.append(table(("Method", "Name", "Error", "Count"),
@@ -59,6 +62,30 @@ def render(fig: RunFigures, verdicts: Sequence[Verdict] = ()) -> str:
         out.append("")
         out.extend(v.line() for v in verdicts)
     return "\n".join(out) + "\n"
+
+
+def health_lines(fig: RunFigures) -> list[str]:
+    """The load generators' CPU/memory and the hosts' figures, one table each."""
+    from .loadgen import summary_rows
+
+    out: list[str] = []
+    if fig.load_generators:
+        rows = summary_rows(fig.load_generators, fig.saturation)
+        out += ["", table(("Load generator", "CPU mean %", "CPU max %", "CPU wait mean %", "Memory max MB",
+                           "Saturated s"),
+                          [(r["node"], fmt.num(r["cpu_mean"]), fmt.num(r["cpu_max"]), fmt.num(r["wait_mean"]),
+                            fmt.num(r["memory_max_mb"]), fmt.num(r["saturated_s"])) for r in rows])]  # fmt: skip
+    if fig.hosts is not None and fig.hosts.columns:
+        rows = []
+        for host, cols in fig.hosts.columns.items():
+            cpu = [v for v in cols["cpu"] if v is not None]
+            mem = [v for v in cols["memory"] if v is not None]
+            net = [v for v in cols["net_in"] if v is not None]
+            rows.append((host, fmt.num(sum(cpu) / len(cpu) if cpu else None), fmt.num(max(cpu) if cpu else None),
+                         fmt.num(max(mem) if mem else None), fmt.num(max(net) / 1e6 if net else None, 2)))  # fmt: skip
+        out += ["", table(("Host", "CPU mean %", "CPU max %", "Memory max %", "Net in max MB/s"), rows),
+                f"(host metrics from {fig.hosts.source}, windows of {fig.hosts.window_s} s)"]  # fmt: skip
+    return out
 
 
 def runs_table(rows: Sequence[dict[str, Any]]) -> str:

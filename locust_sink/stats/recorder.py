@@ -45,6 +45,7 @@ from locust.stats import RequestStats
 from ..meta import provenance
 from ..nodes import Role, node_id, node_role
 from .events import EventLog, failure_groups, final_user_error_fields
+from .health import USAGE_KEY, NodeHealth, Usage, UsageMeter
 from .lifecycle import WORKER_REPORT_GRACE, Guard, Lifecycle
 from .port import SinkPort, StatsObserver
 from .rundoc import RunDocument, end_fields, node_summary, sink_fields, start_fields, target
@@ -67,6 +68,7 @@ class StatsRecorder:
         port: SinkPort,
         options: Callable[[], SinkOptions],
         observer: StatsObserver | None = None,
+        meter: UsageMeter | None = None,
     ) -> None:
         self.environment = environment
         self.port = port
@@ -76,6 +78,7 @@ class StatsRecorder:
         self.events = EventLog(port, lambda: self.node)
         self.book = WorkerBook(self.events)
         self.trouble = TroubleRelay(self.events)
+        self.health = NodeHealth(self.events, meter)  # meter: this process's CPU/memory (psutil by default)
         self.cursor = SnapshotCursor()  # this node's own snapshots
         self.run = RunDocument(port)
         self._last_user_count: int | None = None
@@ -134,6 +137,9 @@ class StatsRecorder:
 
     def _worker_report(self, client_id: str, data: dict[str, Any]) -> None:
         worker = self.book.merge(client_id, data)
+        clients = getattr(self.environment.runner, "clients", None) or {}
+        usage = self.health.worker(client_id, data, clients.get(client_id), time.time())
+        worker.usage = usage or worker.usage
         status = self.trouble.receive(client_id, data)
         if status is not None:
             worker.status = status
@@ -141,7 +147,11 @@ class StatsRecorder:
                 self._on_status(client_id, status)
 
     def on_report_to_master(self, client_id: str, data: dict[str, Any], **_kw: Any) -> None:
-        """Worker: tell the master how this node's sink is doing (state, new trouble, accounting)."""
+        """Worker: tell the master how this node's process (CPU, memory) and sink are doing (state, new
+        trouble, accounting)."""
+        usage = self.health.outgoing()
+        if usage is not None:
+            data[USAGE_KEY] = usage
         if not self.port.started():
             return
         status = self.port.status()
@@ -168,6 +178,7 @@ class StatsRecorder:
         self.cursor = SnapshotCursor()
         self._last_user_count = None
         self.book.new_run()
+        self.health.begin_run()
         self.events.begin_run(run_id)
         self.snapshots.begin_run(run_id, now)
         fields = start_fields(
@@ -243,11 +254,14 @@ class StatsRecorder:
         if user_count is not None and user_count != self._last_user_count:
             self._last_user_count = user_count
             self.events.event("user_count", user_count=user_count)
+        usage = self.health.own(self.node, now)
         if self.role == "master":
             for worker in self.book.all():
                 if worker.dirty:  # read as the loop gets there: a report may arrive during a pause
                     self._worker_snapshot(worker, now, final=False, pause=self._pause)
-        self.snapshots.write(runner.stats, self.cursor, self.role, self.node, now, user_count, False, self._pause)
+        self.snapshots.write(
+            runner.stats, self.cursor, self.role, self.node, now, user_count, False, self._pause, _fields(usage)
+        )
 
     def _pause(self) -> bool:
         """Between entries of a periodic snapshot: let other greenlets run; go on while the run is open."""
@@ -255,7 +269,10 @@ class StatsRecorder:
         return self.lifecycle.active
 
     def _worker_snapshot(self, worker: Worker, now: float, final: bool, pause: Callable[[], bool] | None) -> None:
-        self.snapshots.write(worker.stats, worker.cursor, "worker", worker.node, now, worker.user_count, final, pause)
+        fields = _fields(worker.usage)
+        self.snapshots.write(
+            worker.stats, worker.cursor, "worker", worker.node, now, worker.user_count, final, pause, fields
+        )
         worker.dirty = False
 
     def _finalize(self, submit_run: bool = True) -> None:
@@ -273,7 +290,8 @@ class StatsRecorder:
             # the sum of what every worker reported == the master's stats (see the module docstring)
             total = self.book.total()
             stats = total if total is not None else stats
-        self.snapshots.write(stats, self.cursor, self.role, self.node, now, self._user_count(), True)
+        usage = _fields(self.health.own(self.node, now))
+        self.snapshots.write(stats, self.cursor, self.role, self.node, now, self._user_count(), True, None, usage)
         for fields in failure_groups(stats):
             self.events.event("failure_group", when=end, **fields)
         exceptions = getattr(runner, "exceptions", {})
@@ -297,3 +315,7 @@ class StatsRecorder:
     def _user_count(self) -> int | None:
         runner = self.environment.runner
         return getattr(runner, "user_count", None) if runner is not None else None
+
+
+def _fields(usage: Usage | None) -> dict[str, Any] | None:
+    return usage.fields() if usage is not None else None

@@ -127,8 +127,10 @@ def snapshot_documents(
     user_count: int | None,
     final: bool,
     pause: Callable[[], bool] | None = None,
+    node_fields: Mapping[str, Any] | None = None,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(document id, document) for every entry with requests or failures, then the Aggregated row.
+    """(document id, document) for every entry with requests or failures, then the Aggregated row, which
+    also carries `node_fields` (the node's process usage: `cpu_percent`, `memory_rss_bytes`) when given.
 
     Lazy: the cursor advances when the first document is taken, and each entry's counts are recorded in it
     as its document is made. `pause`, if given, runs before every YIELD_EVERY-th entry (the caller lets other
@@ -149,6 +151,8 @@ def snapshot_documents(
         yield f"{prefix}:{key_hash(entry.method, entry.name)}", doc
     total = stats.total
     doc = entry_document(total, base, previous.get(AGGREGATED_KEY, (0, 0)), interval_s, user_count, final, True)
+    if node_fields:
+        doc.update(node_fields)
     previous[AGGREGATED_KEY] = (total.num_requests, total.num_failures)
     yield f"{prefix}:agg", doc
 
@@ -176,6 +180,7 @@ class SnapshotWriter:
         user_count: int | None,
         final: bool,
         pause: Callable[[], bool] | None = None,
+        node_fields: Mapping[str, Any] | None = None,
     ) -> None:
         """One snapshot of `stats` (see `snapshot_documents`)."""
         run_id = self.run_id
@@ -191,6 +196,7 @@ class SnapshotWriter:
             user_count=user_count,
             final=final,
             pause=pause,
+            node_fields=node_fields,
         )
         for doc_id, doc in docs:
             self.port.submit("stats", doc, run_id, doc_id=doc_id, op="create")

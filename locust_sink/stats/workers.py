@@ -15,6 +15,7 @@ from typing import Any
 from locust.stats import RequestStats, StatsEntry, StatsError
 
 from .events import EventLog
+from .health import Usage
 from .snapshots import SnapshotCursor
 
 
@@ -77,6 +78,7 @@ class Worker:
     user_count: int | None = None
     status: dict[str, Any] = field(default_factory=dict)  # its sink's status as of its last report
     reports: int = 0
+    usage: Usage | None = None  # its process's CPU and memory as of its last report (health.py)
 
 
 class WorkerBook:
