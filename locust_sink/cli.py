@@ -95,12 +95,6 @@ def _connect(args: argparse.Namespace) -> tuple[Any, EsConfig]:
     return backend, config
 
 
-def _connect_client(args: argparse.Namespace) -> tuple[Any, EsConfig]:
-    """Like _connect, with the backend's client (the report's readers query it directly)."""
-    backend, config = _connect(args)
-    return backend.client, config
-
-
 class Progress:
     """A one-line progress bar on a terminal; silent otherwise."""
 
@@ -247,19 +241,19 @@ def cmd_kibana(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import commands
 
-    return commands.report(args, _connect_client)
+    return commands.report(args, _connect)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from .report import commands
 
-    return commands.compare(args, _connect_client)
+    return commands.compare(args, _connect)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
     from .report import commands
 
-    return commands.runs(args, _connect_client)
+    return commands.runs(args, _connect)
 
 
 def _add_report_source_arguments(parser: argparse.ArgumentParser) -> None:

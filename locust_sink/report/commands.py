@@ -45,10 +45,10 @@ def load(source: str | None, args: argparse.Namespace, connect: Connect, es_cach
     from .es import newest_run_id, read_es_run
 
     if "es" not in es_cache:
-        es_cache["es"] = connect(args)[0]
-    es = es_cache["es"]
-    run_id = newest_run_id(es, args.es_index_prefix) if source is None else source
-    return read_es_run(es, run_id, prefix=args.es_index_prefix, slowest=args.slowest)
+        es_cache["es"] = connect(args)[0]  # the backend transport.connect chose (Elasticsearch or OpenSearch)
+    backend = es_cache["es"]
+    run_id = newest_run_id(backend, args.es_index_prefix) if source is None else source
+    return read_es_run(backend, run_id, prefix=args.es_index_prefix, slowest=args.slowest)
 
 
 def _write(text: str, output: str | None, what: str) -> None:
@@ -137,8 +137,12 @@ def runs(args: argparse.Namespace, connect: Connect) -> int:
     if root is not None and root.exists():
         rows = runs_module.from_folder(root, args.limit)
     elif args.es_url:
-        es, _ = connect(args)
-        rows = runs_module.from_es(es, args.es_index_prefix, args.limit)
+        backend, _ = connect(args)
+        try:
+            rows = runs_module.from_es(backend, args.es_index_prefix, args.limit)
+        except SourceError as exc:
+            print(f"locust-sink: {exc}", file=sys.stderr)
+            return 2
     else:
         where = f"{root}: no such folder" if root is not None else "no results root given"
         print(f"locust-sink: {where}; give a results root (locust-results) or --es-url URL", file=sys.stderr)
