@@ -155,7 +155,7 @@ def cmd_load(args: argparse.Namespace, replay: bool = False) -> int:
     verb = "replayed" if replay else "loaded"
     print(
         f"locust-sink: {verb} {report.indexed} documents ({report.requests_indexed} request records) from "
-        f"{report.files} file(s) into {config.describe()} in {took:.1f} s; dead-lettered {report.dead_lettered}"
+        f"{report.files} file(s) into {backend.describe()} in {took:.1f} s; dead-lettered {report.dead_lettered}"
     )
     if report.dead_lettered:
         print(f"locust-sink: rejected documents are in {sink_dir / 'dead-letter'} with the cluster's reasons")

@@ -205,7 +205,7 @@ def test_opensearch_killed_mid_run_spools_and_replays_by_itself(tmp_path, own_op
     server.start()
     print(f"\nOpenSearch {server.version}: down {time.monotonic() - killed_at:.0f} s (restart included)")
     log = run.wait()
-    replayed = [int(n) for n in re.findall(r"OpenSearch takes documents again; replaying (\d+) spooled", log)]
+    replayed = [int(n) for n in re.findall(r"OpenSearch at \S+ takes documents again; replaying (\d+) spooled", log)]
     assert replayed and sum(replayed) > 0, log[-4000:]
     acc = accounting(log)
     total = run.truth_total()
@@ -278,9 +278,9 @@ def test_cli_setup_then_load_a_file_mode_run_twice(tmp_path, opensearch_url, htt
     for family in FAMILIES:
         assert f"_index_template/{prefix}-{family}: created" in setup, setup
     os_client = OpenSearchClient(opensearch_url)
-    mappings = os_client.client.cluster.get_component_template(name=f"{prefix}-sink@mappings")
-    properties = mappings["component_templates"][0]["component_template"]["template"]["mappings"]["properties"]
-    assert properties["tags"]["type"] == "flat_object", properties["tags"]
+    template = os_client.client.indices.get_index_template(name=f"{prefix}-requests")["index_templates"][0]
+    assert template["index_template"]["composed_of"][-1] == f"{prefix}-sink@custom"
+    assert template["index_template"]["template"]["mappings"]["properties"]["context"] == {"type": "flat_object"}
     again = shell(f"locust-sink setup --es-url {opensearch_url} --es-index-prefix {prefix}", tmp_path)
     assert "created" not in again, again  # installed once: a second setup changes nothing
 
