@@ -95,12 +95,6 @@ def _connect(args: argparse.Namespace) -> tuple[Any, EsConfig]:
     return backend, config
 
 
-def _connect_client(args: argparse.Namespace) -> tuple[Any, EsConfig]:
-    """Like _connect, with the backend's client (the report's readers query it directly)."""
-    backend, config = _connect(args)
-    return backend.client, config
-
-
 class Progress:
     """A one-line progress bar on a terminal; silent otherwise."""
 
@@ -161,7 +155,7 @@ def cmd_load(args: argparse.Namespace, replay: bool = False) -> int:
     verb = "replayed" if replay else "loaded"
     print(
         f"locust-sink: {verb} {report.indexed} documents ({report.requests_indexed} request records) from "
-        f"{report.files} file(s) into {config.describe()} in {took:.1f} s; dead-lettered {report.dead_lettered}"
+        f"{report.files} file(s) into {backend.describe()} in {took:.1f} s; dead-lettered {report.dead_lettered}"
     )
     if report.dead_lettered:
         print(f"locust-sink: rejected documents are in {sink_dir / 'dead-letter'} with the cluster's reasons")
@@ -247,19 +241,19 @@ def cmd_kibana(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import commands
 
-    return commands.report(args, _connect_client)
+    return commands.report(args, _connect)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from .report import commands
 
-    return commands.compare(args, _connect_client)
+    return commands.compare(args, _connect)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
     from .report import commands
 
-    return commands.runs(args, _connect_client)
+    return commands.runs(args, _connect)
 
 
 def cmd_agent(args: argparse.Namespace) -> int:

@@ -198,9 +198,10 @@ class LocustSink:
     def describe_target(self) -> str:
         es = self.options.es
         if es is not None:
+            # the product once the link has connected (or as forced); with `auto` unknown before: not guessed
             known = self.delivery.product() if self.delivery is not None else None
-            product = known or ("OpenSearch" if es.backend == "opensearch" else "Elasticsearch")
-            return f"{product} {es.describe()} (indices {self.options.index_prefix}-*)"
+            product = known or {"elasticsearch": "Elasticsearch", "opensearch": "OpenSearch"}.get(es.backend)
+            return f"{product + ' ' if product else ''}{es.describe()} (indices {self.options.index_prefix}-*)"
         return f"NDJSON files under {self.options.sink_dir}/{self.run_id}/ (no --es-url given)"
 
     # ----- end of run ------------------------------------------------------------------------------

@@ -112,22 +112,64 @@ def es_server_factory() -> Iterator[Callable[..., EsServer]]:
             print(f"could not remove ES instance {server.name}: {exc}", file=sys.stderr)
 
 
-@pytest.fixture(scope="session", params=OPENSEARCH_VERSIONS, ids=[f"opensearch-{v}" for v in OPENSEARCH_VERSIONS])
-def opensearch_url(request) -> Iterator[str]:
-    """A real single-node OpenSearch (es-local.sh --dist opensearch) for the session, once per version of
-    OPENSEARCH_VERSIONS; 3.x is skipped, with the reason, where no JDK 21+ is found."""
-    version: str = request.param
+class OpenSearchServers:
+    """The session's real single-node OpenSearch servers (es-local.sh --dist opensearch), one per version,
+    each started at its first use and shared by every module; 3.x is skipped, with the reason, where no
+    JDK 21+ is found."""
+
+    def __init__(self) -> None:
+        self.servers: dict[str, EsServer] = {}
+
+    def url(self, version: str) -> str:
+        skip_without_jdk(version)
+        if version not in self.servers:
+            server = EsServer(f"test-os{version.replace('.', '')}-{os.getpid()}", dist="opensearch", version=version)
+            self.servers[version] = server
+            server.start()
+            seconds = server.startup_seconds or 0.0
+            print(f"\nopensearch {version}: {server.url} healthy in {seconds:.0f} s", file=sys.stderr)
+        return self.servers[version].url
+
+    def remove_all(self) -> None:
+        for server in self.servers.values():
+            try:
+                server.remove()
+            except Exception as exc:  # keep removing the others
+                print(f"could not remove OpenSearch instance {server.name}: {exc}", file=sys.stderr)
+
+
+def skip_without_jdk(version: str) -> None:
+    """Skip the test, with the reason, when OpenSearch `version` needs a JDK this machine lacks (3.x: 21+)."""
     if int(version.split(".")[0]) >= 3:
         jdk, reason = java_home(21)
         if jdk is None:
             pytest.skip(f"OpenSearch {version} needs Java 21+: {reason}")
-    server = EsServer(f"test-os{version.replace('.', '')}-{os.getpid()}", dist="opensearch", version=version)
-    server.start()
-    print(f"\nopensearch_url: {server.url} ({version}) healthy in {server.startup_seconds:.0f} s", file=sys.stderr)
+
+
+@pytest.fixture(scope="session")
+def opensearch_servers() -> Iterator[OpenSearchServers]:
+    servers = OpenSearchServers()
     try:
-        yield server.url
+        yield servers
     finally:
-        server.remove()
+        servers.remove_all()
+
+
+OPENSEARCH_IDS = [f"opensearch-{v}" for v in OPENSEARCH_VERSIONS]
+
+
+@pytest.fixture(scope="session", params=OPENSEARCH_VERSIONS, ids=OPENSEARCH_IDS)
+def opensearch_url(request, opensearch_servers) -> str:
+    """A real single-node OpenSearch for the session, once per version of OPENSEARCH_VERSIONS."""
+    return opensearch_servers.url(request.param)
+
+
+@pytest.fixture(scope="session", params=["elasticsearch", *OPENSEARCH_VERSIONS], ids=["es", *OPENSEARCH_IDS])
+def cluster_url(request, opensearch_servers) -> str:
+    """Each product in turn: the session's Elasticsearch (`es_url`), then each OpenSearch version."""
+    if request.param == "elasticsearch":
+        return request.getfixturevalue("es_url")
+    return opensearch_servers.url(request.param)
 
 
 # ---------------------------------------------------------------------------------------- httpbin (the SUT)

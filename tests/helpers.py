@@ -106,6 +106,83 @@ def es_client(url: str, **kwargs: Any) -> Elasticsearch:
     return Elasticsearch(url, **kwargs)
 
 
+# the body fields of the elasticsearch client's keyword style that OpenSearchClient moves into the body
+_BODY_FIELDS = ("query", "aggs", "size", "sort", "source", "_source", "track_total_hits", "from_")
+
+
+class _OpenSearchIndices:
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def refresh(self, index: str, **params: Any) -> Any:
+        return self.client.indices.refresh(index=index, params=_url_params(params))
+
+    def create(self, index: str, mappings: dict | None = None, settings: dict | None = None) -> Any:
+        body = {k: v for k, v in (("mappings", mappings), ("settings", settings)) if v is not None}
+        return self.client.indices.create(index=index, body=body)
+
+    def delete(self, index: str, **params: Any) -> Any:
+        return self.client.indices.delete(index=index, params=_url_params(params))
+
+    def get(self, index: str, **params: Any) -> Any:
+        return self.client.indices.get(index=index, params=_url_params(params))
+
+    def get_mapping(self, index: str) -> Any:
+        return self.client.indices.get_mapping(index=index)
+
+
+class OpenSearchClient:
+    """A real opensearch-py client, called in the elasticsearch client's keyword style (`search(index=...,
+    query=..., aggs=...)`, `count`, `get`, `indices.refresh/create/delete/get`): the suite's checks (e2e_util,
+    test_stats) then read an OpenSearch exactly as they read an Elasticsearch."""
+
+    def __init__(self, url: str) -> None:
+        from opensearchpy import OpenSearch
+
+        self.url = url
+        self.client = OpenSearch(url, timeout=30)
+        self.indices = _OpenSearchIndices(self.client)
+
+    def search(self, index: str, **kwargs: Any) -> dict[str, Any]:
+        body, params = _split(kwargs)
+        return self.client.search(index=index, body=body, params=params)
+
+    def count(self, index: str, query: dict | None = None, **params: Any) -> dict[str, Any]:
+        return self.client.count(index=index, body={"query": query or {"match_all": {}}}, params=_url_params(params))
+
+    def get(self, index: str, id: str) -> dict[str, Any]:  # noqa: A002  (the elasticsearch client's name)
+        return self.client.get(index=index, id=id)
+
+
+def _url_params(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: ("true" if v else "false") if isinstance(v, bool) else v for k, v in params.items()}
+
+
+def _split(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    body = {("_source" if k == "source" else "from" if k == "from_" else k): v for k, v in kwargs.items()
+            if k in _BODY_FIELDS}  # fmt: skip
+    return body, _url_params({k: v for k, v in kwargs.items() if k not in _BODY_FIELDS})
+
+
+def is_opensearch_url(url: str) -> bool:
+    """Whether the server at url answers `GET /` as OpenSearch (`version.distribution`)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url.split(",")[0], timeout=10) as resp:
+            root = json.loads(resp.read())
+    except (urllib.error.HTTPError, ValueError):  # the stripped Elasticsearch build answers 405
+        return False
+    return root.get("version", {}).get("distribution") == "opensearch"
+
+
+def cluster_client(url: str) -> Any:
+    """The test-side client for the server at url: `es_client` for Elasticsearch, OpenSearchClient for OpenSearch."""
+    return OpenSearchClient(url) if is_opensearch_url(url) else es_client(url)
+
+
 def count(es: Elasticsearch, index: str, query: dict | None = None) -> int:
     """Documents in index (a name, alias or pattern) matching query, after a refresh; 0 if it does not exist."""
     es.indices.refresh(index=index, ignore_unavailable=True, allow_no_indices=True)

@@ -531,8 +531,8 @@ def test_the_printed_replay_command_runs_as_printed(spooled_run):
 
 
 def spooled_run_cluster_urls(log: str) -> list[str]:
-    """The URLs the run was given, from its start line (`recording requests to Elasticsearch URL, URL, ...`)."""
-    match = re.search(r"recording requests to Elasticsearch (.*?) \(indices", log)
+    """The URLs the run was given, from its start line (`recording requests to URL, URL, ... (indices`)."""
+    match = re.search(r"recording requests to (?:Elasticsearch |OpenSearch )?(.*?) \(indices", log)
     assert match, log[-2000:]
     return [u.strip() for u in match.group(1).split(",")]
 

@@ -28,7 +28,17 @@ from typing import Any
 import orjson
 import pytest
 from browser import Browser
-from helpers import ROOT, count, delete_indices, es_client, free_port, headless_locust_cmd, locust_env, wait_until
+from helpers import (
+    ROOT,
+    count,
+    delete_indices,
+    es_client,
+    free_port,
+    headless_args,
+    run_locust,
+    subprocess_env,
+    wait_until,
+)
 
 from locust_sink.hosts import ecs
 from locust_sink.report.files import documents, read_run_folder
@@ -40,15 +50,13 @@ LOCUSTFILE = Path(__file__).parent / "locustfiles" / "hosts_run.py"
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
-    env["PYTHONPATH"] = str(ROOT)
+    env = subprocess_env({"PYTHONPATH": str(ROOT)})
     return subprocess.run([sys.executable, "-m", "locust_sink.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env=env)  # fmt: skip
 
 
 def start_agent(*args: str, log: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
-    env["PYTHONPATH"] = str(ROOT)
+    env = subprocess_env({"PYTHONPATH": str(ROOT)})
     with log.open("w") as handle:
         return subprocess.Popen([sys.executable, "-m", "locust_sink.cli", "agent", *args], stdout=handle,
                                 stderr=subprocess.STDOUT, env=env, start_new_session=True)  # fmt: skip
@@ -83,10 +91,9 @@ def summary(text: str) -> dict[str, Any]:
 def locust(tmp: Path, label: str, host: str, users: int, run_time: str, *extra: str, mode: str = "light"):
     work = tmp / label
     work.mkdir(parents=True)
-    cmd = headless_locust_cmd(LOCUSTFILE, host, users, run_time, work / "stats", "--sink-stats-interval", "1",
-                              "--exit-code-on-error", "0", *extra)  # fmt: skip
-    proc = subprocess.run(cmd, cwd=work, env=locust_env({"HOSTS_MODE": mode}), capture_output=True, text=True,
-                          timeout=180)  # fmt: skip
+    args = headless_args(LOCUSTFILE, host, users, run_time, work / "stats", "--sink-stats-interval", "1",
+                         "--exit-code-on-error", "0", *extra)  # fmt: skip
+    proc = run_locust(args, env={"HOSTS_MODE": mode}, cwd=work, timeout=180)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
     assert not re.search(r"/ERROR/locust_sink", log), log[-3000:]

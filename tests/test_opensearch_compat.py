@@ -21,8 +21,9 @@ _observed: dict[str, dict[str, compat.Observed]] = {}
 
 
 def doc_matrix() -> dict[str, dict[str, str]]:
-    """`{probe: {server column: cell}}` from the table in docs/opensearch.md."""
-    lines = [line for line in compat.DOC.read_text().splitlines() if line.startswith("| ")]
+    """`{probe: {server column: cell}}` from the table of docs/opensearch.md's "The matrix" section."""
+    section = compat.DOC.read_text().split("\n## The matrix\n", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("| ")]
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     rows: dict[str, dict[str, str]] = {}
     for line in lines[2:]:

@@ -1,7 +1,9 @@
 """Issue 6, "Queries users ask": every query of docs/queries.md, run verbatim, on a real run's data.
 
-One module-scoped fixture makes two real headless Locust runs (in parallel) against the local httpbin, into
-the real Elasticsearch under a unique index prefix: run A (7 users, 8 s) and a short run B (3 users, 5 s) for
+Once per product (issue 17 §2): the session's real Elasticsearch, then each real OpenSearch version
+(`cluster_url`; OpenSearch 3.x skipped, with the reason, without a JDK 21+). One module-scoped fixture makes
+two real headless Locust runs (in parallel) against the local httpbin, into that cluster under a unique index
+prefix: run A (7 users, 8 s) and a short run B (3 users, 5 s) for
 the compare-two-runs query. The `curl` blocks are taken out of docs/queries.md and executed by bash with
 `$ES`, `$RUN`, ... set (the only edit is the index prefix), so the docs cannot drift from what is tested. The
 answers are compared with Locust's own statistics: `--json-file` (per-name counts, failures, total/min/max
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import LocustProcess, es_client, headless_args, start_locust
+from helpers import LocustProcess, cluster_client, headless_args, is_opensearch_url, start_locust
 from locust.stats import PERCENTILES_TO_REPORT, calculate_response_time_percentile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +32,9 @@ DOC = ROOT / "docs" / "queries.md"
 LOCUSTFILE = Path(__file__).parent / "locustfiles" / "queries.py"
 NAMES = {"/get", "/status/404", "/status/500", "/delay/[n]", "/bytes/512"}
 ES_EXACT_MAX = 1999  # ES 8.19 percentiles are exact (sorted values, linear interpolation) up to this many values
+# OpenSearch's TDigest estimates even a few hundred values (docs/opensearch.md, q4-percentiles: 0.44 % on 2.19.6,
+# 1.6 % on 3.8.0 at 180 values): its percentiles are checked against the same interval widened by this share
+OPENSEARCH_PERCENTILE_TOLERANCE = 0.05
 
 pytestmark = pytest.mark.slow
 
@@ -92,6 +97,11 @@ class Runs:
     prefix: str
     a: Run
     b: Run
+    opensearch: bool  # OpenSearch: percentiles are estimates (OPENSEARCH_PERCENTILE_TOLERANCE)
+
+    @property
+    def tolerance(self) -> float:
+        return OPENSEARCH_PERCENTILE_TOLERANCE if self.opensearch else 0.0
 
 
 def start_run(
@@ -111,7 +121,7 @@ def finish_run(proc: LocustProcess, workdir: Path, run_id: str) -> Run:
     log = done.stdout + done.stderr
     assert done.returncode == 0, log[-3000:]
     assert "Traceback" not in log, log[-3000:]
-    assert re.search(r"-> Elasticsearch .*emitted=(\d+) indexed=\1 \(balanced\)", log), log[-2000:]
+    assert re.search(r"-> (Elasticsearch|OpenSearch) .*emitted=(\d+) indexed=\2 \(balanced\)", log), log[-2000:]
     entries = {e["name"]: e for e in json.loads((workdir / "stats.json").read_text())}
     assert {e["method"] for e in entries.values()} == {"GET"}
     failures = {}
@@ -122,7 +132,8 @@ def finish_run(proc: LocustProcess, workdir: Path, run_id: str) -> Run:
 
 
 @pytest.fixture(scope="module")
-def runs(es_url, httpbin_url, tmp_path_factory) -> Runs:
+def runs(cluster_url, httpbin_url, tmp_path_factory) -> Runs:
+    es_url = cluster_url  # Elasticsearch or OpenSearch: the docs' `$ES`
     tmp = tmp_path_factory.mktemp("queries")
     prefix = f"tq-{uuid.uuid4().hex[:8]}"
     tag = uuid.uuid4().hex[:6]
@@ -137,9 +148,9 @@ def runs(es_url, httpbin_url, tmp_path_factory) -> Runs:
         proc_b.kill()
     assert set(a.entries) == NAMES, sorted(a.entries)
     assert sum(e["num_requests"] for e in a.entries.values()) >= 100, "run A made too few requests"
-    es = es_client(es_url)
+    es = cluster_client(es_url)
     es.indices.refresh(index=f"{prefix}-requests")  # the docs' freshness note: refresh_interval is 5 s
-    return Runs(es_url, prefix, a, b)
+    return Runs(es_url, prefix, a, b, is_opensearch_url(es_url))
 
 
 # --------------------------------------------------------------------------- Locust's bucketed percentiles
@@ -181,9 +192,13 @@ def percentile_bounds(entry: dict[str, Any], percent: float) -> tuple[int, float
     return locust_value, low - half_bucket(low), high + half_bucket(high)
 
 
-def check_percentile(entry: dict[str, Any], percent: float, es_value: float) -> None:
+def check_percentile(entry: dict[str, Any], percent: float, es_value: float, tolerance: float = 0.0) -> float:
+    """The cluster's percentile lies in percentile_bounds (widened by `tolerance` of each bound for an
+    estimate); returns how far outside the exact interval it lies, relative to it (0 when inside)."""
     locust_value, low, high = percentile_bounds(entry, percent)
-    assert low - 1e-9 <= es_value <= high + 1e-9, (entry["name"], percent, es_value, locust_value, low, high)
+    low_ok, high_ok = low * (1 - tolerance) - 1e-9, high * (1 + tolerance) + 1e-9
+    assert low_ok <= es_value <= high_ok, (entry["name"], percent, es_value, locust_value, low, high, tolerance)
+    return max(0.0, (low - es_value) / low if low else 0.0, (es_value - high) / high if high else 0.0)
 
 
 # ---------------------------------------------------------------------------------------------- tests
@@ -250,14 +265,16 @@ def test_4_percentiles_per_name(runs):
     buckets = run_query(4, runs.es_url, runs.prefix, RUN=runs.a.run_id)["aggregations"]["by_name"]["buckets"]
     assert {b["key"] for b in buckets} == NAMES
     lines = []
+    worst = 0.0
     for b in buckets:
         entry, values = runs.a.entries[b["key"]], b["ms"]["values"]
         assert entry["num_requests"] <= ES_EXACT_MAX, "ES estimates above 1,999 values: the bounds assume exact"
         assert [float(k) for k in values] == [p * 100 for p in PERCENTILES_TO_REPORT]
         # 100% is the maximum, exactly, in both tools (Locust keeps the raw max beside its histogram)
         assert values["100.0"] == entry["max_response_time"]
-        for key, percent in zip(values, PERCENTILES_TO_REPORT, strict=True):
-            check_percentile(entry, percent, values[key])
+        outside = [check_percentile(entry, p, values[k], runs.tolerance) for k, p in zip(values, PERCENTILES_TO_REPORT,
+                                                                                       strict=True)]  # fmt: skip
+        worst = max(worst, *outside)
         locust50 = percentile_bounds(entry, 0.5)[0]
         locust95 = percentile_bounds(entry, 0.95)[0]
         lines.append(
@@ -265,6 +282,9 @@ def test_4_percentiles_per_name(runs):
             f"p95 es={values['95.0']:.2f}/locust={locust95}"
         )
     print("\n4: " + "\n4: ".join(lines))
+    print(f"4: furthest outside Locust's exact interval: {worst:.2%} (OpenSearch: {runs.opensearch})")
+    if not runs.opensearch:
+        assert worst == 0.0
 
 
 @pytest.mark.parametrize("name", sorted(NAMES))
@@ -320,7 +340,7 @@ def test_8_compare_two_runs_p95_per_name(runs):
             entry = run.entries[b["key"]]
             assert r["doc_count"] == entry["num_requests"]
             p95 = r["p95"]["values"]["95.0"]
-            check_percentile(entry, 0.95, p95)
+            check_percentile(entry, 0.95, p95, runs.tolerance)
             seen.add((r["key"], b["key"]))
             row.append(f"{'A' if run is runs.a else 'B'} {p95:.2f} (locust {percentile_bounds(entry, 0.95)[0]})")
         lines.append(f"{b['key']}: " + ", ".join(row))

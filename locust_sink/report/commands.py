@@ -13,9 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .files import SourceError, is_run_folder, newest_run_folder, read_run_folder
+from .files import is_run_folder, newest_run_folder, read_run_folder
 from .model import RunFigures
 from .rules import RuleError, Verdict, check_slos
+from .source_error import SourceError
 
 Connect = Callable[[argparse.Namespace], tuple[Any, Any]]
 NEEDS_BOKEH = "locust-sink: the HTML report needs Bokeh: pip install 'locust-sink[report]' (or use --format text|json)"
@@ -45,12 +46,12 @@ def load(source: str | None, args: argparse.Namespace, connect: Connect, es_cach
     from .es import newest_run_id, read_es_run
 
     if "es" not in es_cache:
-        es_cache["es"] = connect(args)[0]
-    es = es_cache["es"]
-    run_id = newest_run_id(es, args.es_index_prefix) if source is None else source
+        es_cache["es"] = connect(args)[0]  # the backend transport.connect chose (Elasticsearch or OpenSearch)
+    backend = es_cache["es"]
+    run_id = newest_run_id(backend, args.es_index_prefix) if source is None else source
     pattern = getattr(args, "host_metrics_index", None)
     return read_es_run(
-        es, run_id, prefix=args.es_index_prefix, slowest=args.slowest,
+        backend, run_id, prefix=args.es_index_prefix, slowest=args.slowest,
         host_pattern=None if pattern in (None, "", "none") else pattern, hosts=_hosts(args) or (),
     )  # fmt: skip
 
@@ -152,8 +153,12 @@ def runs(args: argparse.Namespace, connect: Connect) -> int:
     if root is not None and root.exists():
         rows = runs_module.from_folder(root, args.limit)
     elif args.es_url:
-        es, _ = connect(args)
-        rows = runs_module.from_es(es, args.es_index_prefix, args.limit)
+        backend, _ = connect(args)
+        try:
+            rows = runs_module.from_es(backend, args.es_index_prefix, args.limit)
+        except SourceError as exc:
+            print(f"locust-sink: {exc}", file=sys.stderr)
+            return 2
     else:
         where = f"{root}: no such folder" if root is not None else "no results root given"
         print(f"locust-sink: {where}; give a results root (locust-results) or --es-url URL", file=sys.stderr)

@@ -1,11 +1,12 @@
-"""A run in Elasticsearch as a report source.
+"""A run in Elasticsearch or OpenSearch as a report source.
 
-The request documents are aggregated by Elasticsearch and never fetched whole: per-endpoint and per-node
+The request documents are aggregated by the cluster and never fetched whole: per-endpoint and per-node
 counts in one search, status codes over time with a composite aggregation (date_histogram x status code)
 paged with `after_key`, the N slowest requests with a sorted search, error groups (only when the run has no
 `failure_group` events) with a composite aggregation. Stats snapshots, events and the run document are
 small (one per endpoint per snapshot) and are scrolled in time order into the same `RunCollector` that file
-sources use.
+sources use. Every read goes through a `search.Search` (the official client of the cluster's product), so
+the same bodies serve both products.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from typing import Any
 
 from ..hosts.ecs import DEFAULT_READ_PATTERN
 from .collect import MAIN_SOURCES, RunCollector
-from .files import SourceError
 from .hosts import read_es_hosts
 from .model import RunFigures, endpoint_key
 from .requests import EndpointDocs, RequestFigures, epoch, slow_row
+from .search import SCROLL_KEEP, Search, search_for
+from .source_error import SourceError
 
 PAGE = 1000
 STATUS_POINTS = 240
@@ -31,12 +33,11 @@ def _run_filter(run_id: str) -> dict[str, Any]:
     return {"bool": {"filter": [{"term": {"run_id": run_id}}]}}
 
 
-def newest_run_id(es: Any, prefix: str) -> str:
+def newest_run_id(source: Any, prefix: str) -> str:
+    es = search_for(source)
     refresh(es, prefix)
-    resp = es.search(
-        index=f"{prefix}-runs", size=1, sort=[{"start_time": {"order": "desc", "unmapped_type": "date"}}],
-        source=["run_id"], ignore_unavailable=True, allow_no_indices=True,
-    )  # fmt: skip
+    body = {"size": 1, "sort": [{"start_time": {"order": "desc", "unmapped_type": "date"}}], "_source": ["run_id"]}
+    resp = es.search(f"{prefix}-runs", body, ignore_unavailable=True, allow_no_indices=True)
     hits = resp["hits"]["hits"]
     if not hits:
         raise SourceError(f"no run in {prefix}-runs")
@@ -44,7 +45,7 @@ def newest_run_id(es: Any, prefix: str) -> str:
 
 
 def read_es_run(
-    es: Any,
+    source: Any,
     run_id: str,
     prefix: str = "locust",
     slowest: int = 20,
@@ -52,12 +53,14 @@ def read_es_run(
     host_pattern: str | None = DEFAULT_READ_PATTERN,
     hosts: tuple[str, ...] = (),
 ) -> RunFigures:
-    """One run's figures; with `host_pattern`, the host metrics of the run's time range from those indices."""
+    """One run's figures; `source` is a backend of `transport.connect`, a client of either library or a
+    `search.Search`. With `host_pattern`, the host metrics of the run's time range from those indices."""
+    es = search_for(source)
     refresh(es, prefix)
     collector = RunCollector(run_id, **({"max_points": max_points} if max_points else {}))
-    run = es.options(ignore_status=404).get(index=f"{prefix}-runs", id=run_id)
-    if run.get("found"):
-        collector.add_run(dict(run["_source"]))
+    run = es.get_source(f"{prefix}-runs", run_id)
+    if run is not None:
+        collector.add_run(run)
     _read_snapshots(es, prefix, run_id, collector)
     for doc in _scan(es, f"{prefix}-events", _run_filter(run_id)):
         collector.add("events", doc)
@@ -75,21 +78,21 @@ def read_es_run(
     requests.slowest = _slowest(es, prefix, run_id, slowest)
     if not collector.failure_groups:
         requests.errors = _error_groups(es, prefix, run_id)
-    fig = collector.build(requests, f"elasticsearch {prefix}-* run {run_id}")
+    fig = collector.build(requests, f"{es.product.lower()} {prefix}-* run {run_id}")
     start, end = fig.run.get("start_epoch"), fig.run.get("end_epoch")
     if host_pattern and start is not None and end is not None:
         fig.hosts = read_es_hosts(es, host_pattern, start, end, hosts)
     return fig
 
 
-def refresh(es: Any, prefix: str) -> None:
+def refresh(es: Search, prefix: str) -> None:
     """Make the last seconds of a run that just ended visible (the indices refresh every 5 s); a user without
     the privilege to refresh just sees them a little later."""
     with contextlib.suppress(Exception):  # refreshing is a courtesy, not a requirement
-        es.indices.refresh(index=f"{prefix}-*", ignore_unavailable=True, allow_no_indices=True)
+        es.refresh(f"{prefix}-*")
 
 
-def _read_snapshots(es: Any, prefix: str, run_id: str, collector: RunCollector) -> None:
+def _read_snapshots(es: Search, prefix: str, run_id: str, collector: RunCollector) -> None:
     """Snapshots in two passes, to fetch only the histograms the report keeps: first the Aggregated rows (the
     Total and per-worker series; their thinning decides which snapshot times are kept), then the main source's
     per-endpoint rows of those times only. Per-endpoint rows of workers are never needed."""
@@ -107,13 +110,11 @@ def _read_snapshots(es: Any, prefix: str, run_id: str, collector: RunCollector) 
             collector.add("stats", doc)
 
 
-def _scan(es: Any, index: str, query: dict[str, Any]) -> Any:
+def _scan(es: Search, index: str, query: dict[str, Any]) -> Any:
     """The run's documents of one index in @timestamp order, PAGE at a time: a sorted scroll (core in every
     build, and ordered across shards, where `search_after` on @timestamp would need a unique tiebreaker)."""
-    resp = es.search(
-        index=index, size=PAGE, query=query, sort=[{"@timestamp": "asc"}, "_doc"], scroll="2m",
-        ignore_unavailable=True, allow_no_indices=True,
-    )  # fmt: skip
+    body = {"size": PAGE, "query": query, "sort": [{"@timestamp": "asc"}, "_doc"]}
+    resp = es.search(index, body, scroll=SCROLL_KEEP, ignore_unavailable=True, allow_no_indices=True)
     scroll_id = resp.get("_scroll_id")
     try:
         while True:
@@ -122,15 +123,14 @@ def _scan(es: Any, index: str, query: dict[str, Any]) -> Any:
                 yield hit["_source"]
             if len(hits) < PAGE or not scroll_id:
                 return
-            resp = es.scroll(scroll_id=scroll_id, scroll="2m")
+            resp = es.scroll(scroll_id)
             scroll_id = resp.get("_scroll_id", scroll_id)
     finally:
         if scroll_id:
-            with contextlib.suppress(Exception):
-                es.clear_scroll(scroll_id=scroll_id)
+            es.clear_scroll(scroll_id)
 
 
-def _request_overview(es: Any, prefix: str, run_id: str, with_percentiles: bool) -> RequestFigures:
+def _request_overview(es: Search, prefix: str, run_id: str, with_percentiles: bool) -> RequestFigures:
     figures = RequestFigures()
     sub: dict[str, Any] = {
         "failures": {"filter": {"term": {"success": False}}},
@@ -158,10 +158,8 @@ def _request_overview(es: Any, prefix: str, run_id: str, with_percentiles: bool)
                     "sampled": {"filter": {"exists": {"field": "sample_rate"}}},
                 }
             )
-        resp = es.search(
-            index=f"{prefix}-requests", size=0, query=_run_filter(run_id), aggs=aggs, track_total_hits=True,
-            ignore_unavailable=True, allow_no_indices=True,
-        )  # fmt: skip
+        body = {"size": 0, "query": _run_filter(run_id), "aggs": aggs, "track_total_hits": True}
+        resp = es.search(f"{prefix}-requests", body, ignore_unavailable=True, allow_no_indices=True)
         result = resp.get("aggregations") or {}
         if first:
             figures.documents = int(resp["hits"]["total"]["value"])
@@ -195,7 +193,7 @@ def _ms(agg: dict[str, Any] | None) -> float | None:
     return float(value) / 1000.0 if value is not None else None
 
 
-def _status_over_time(es: Any, prefix: str, run_id: str, bucket_s: int) -> dict[int, Counter]:
+def _status_over_time(es: Search, prefix: str, run_id: str, bucket_s: int) -> dict[int, Counter]:
     out: dict[int, Counter] = {}
     for key, b in _composite(
         es, f"{prefix}-requests", _run_filter(run_id),
@@ -208,18 +206,18 @@ def _status_over_time(es: Any, prefix: str, run_id: str, bucket_s: int) -> dict[
     return out
 
 
-def _slowest(es: Any, prefix: str, run_id: str, n: int) -> list[dict[str, Any]]:
+def _slowest(es: Search, prefix: str, run_id: str, n: int) -> list[dict[str, Any]]:
     if n <= 0:
         return []
-    resp = es.search(
-        index=f"{prefix}-requests", size=n, query=_run_filter(run_id), sort=[{"response_time": "desc"}],
-        source=["@timestamp", "node", "request_type", "name", "url", "status_code", "response_time", "success"],
-        ignore_unavailable=True, allow_no_indices=True,
-    )  # fmt: skip
+    body = {
+        "size": n, "query": _run_filter(run_id), "sort": [{"response_time": "desc"}],
+        "_source": ["@timestamp", "node", "request_type", "name", "url", "status_code", "response_time", "success"],
+    }  # fmt: skip
+    resp = es.search(f"{prefix}-requests", body, ignore_unavailable=True, allow_no_indices=True)
     return [slow_row(hit["_source"]) for hit in resp["hits"]["hits"]]
 
 
-def _error_groups(es: Any, prefix: str, run_id: str) -> list[dict[str, Any]]:
+def _error_groups(es: Search, prefix: str, run_id: str) -> list[dict[str, Any]]:
     query_sources = [
         {"m": {"terms": {"field": "request_type"}}},
         {"n": {"terms": {"field": "name"}}},
@@ -242,7 +240,7 @@ def _error_groups(es: Any, prefix: str, run_id: str) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (-r["count"], str(r["name"])))[:1000]
 
 
-def _composite(es: Any, index: str, query: dict, sources: list[dict[str, Any]], sub: dict | None = None) -> Any:
+def _composite(es: Search, index: str, query: dict, sources: list[dict[str, Any]], sub: dict | None = None) -> Any:
     """(key, bucket) of every bucket of a composite aggregation, PAGE buckets a request (`after_key`)."""
     after = None
     while True:
@@ -250,9 +248,8 @@ def _composite(es: Any, index: str, query: dict, sources: list[dict[str, Any]], 
         if after:
             comp["after"] = after
         agg: dict[str, Any] = {"composite": comp, **({"aggs": sub} if sub else {})}
-        resp = es.search(
-            index=index, size=0, query=query, aggs={"g": agg}, ignore_unavailable=True, allow_no_indices=True
-        )
+        body = {"size": 0, "query": query, "aggs": {"g": agg}}
+        resp = es.search(index, body, ignore_unavailable=True, allow_no_indices=True)
         result = (resp.get("aggregations") or {}).get("g") or {}
         for b in result.get("buckets", []):
             yield b["key"], b

@@ -17,12 +17,9 @@ from .collect import RunCollector, run_rank
 from .hosts import host_metric_files, read_file_hosts
 from .model import RunFigures
 from .requests import RequestAccumulator
+from .source_error import SourceError
 
 TAIL_BYTES = 1 << 20
-
-
-class SourceError(Exception):
-    """A source that cannot be read (missing folder, no run, unreachable Elasticsearch): one clear line."""
 
 
 def run_files(folder: Path) -> list[Path]:

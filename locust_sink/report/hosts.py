@@ -22,6 +22,8 @@ from typing import Any
 
 from ..hosts import ecs
 from .requests import epoch
+from .search import search_for
+from .source_error import SourceError
 
 HOST_COLUMNS = ("t", "t0", "cpu", "memory", "disk_read", "disk_write", "net_in", "net_out")
 MAX_HOSTS = 20
@@ -210,8 +212,10 @@ def es_aggregations(window_s: int, start: float) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def read_es_hosts(es: Any, pattern: str, start: float, end: float, hosts: Sequence[str] = ()) -> HostFigures:
-    """Host metrics from the indices matching `pattern` (comma-separated) for [start, end]: one search."""
+def read_es_hosts(source: Any, pattern: str, start: float, end: float, hosts: Sequence[str] = ()) -> HostFigures:
+    """Host metrics from the indices matching `pattern` (comma-separated) for [start, end]: one search.
+    `source`: as for search.search_for (a backend, a client of either library, a Search)."""
+    es = search_for(source)
     buckets = HostBuckets(start, end, hosts)
     query: dict[str, Any] = {"bool": {"filter": [{"range": {ecs.TIMESTAMP: {
         "gte": int(buckets.start * 1000), "lte": int(buckets.end * 1000), "format": "epoch_millis"}}}]}}  # fmt: skip
@@ -220,12 +224,12 @@ def read_es_hosts(es: Any, pattern: str, start: float, end: float, hosts: Sequen
     warnings: list[str] = []
     try:
         resp = es.search(
-            index=pattern, size=0, query=query, aggs=es_aggregations(buckets.window_s, buckets.start),
+            pattern, {"size": 0, "query": query, "aggs": es_aggregations(buckets.window_s, buckets.start)},
             ignore_unavailable=True, allow_no_indices=True,
         )  # fmt: skip
-    except Exception as exc:  # a host-metrics index mapped otherwise (host.name as text): say so, report the rest
-        reason = getattr(exc, "message", None) or str(exc)
-        return HostFigures(f"elasticsearch {pattern}", warnings=[f"host metrics in {pattern} not read: {reason}"[:400]])
+    except SourceError as exc:  # a host-metrics index mapped otherwise (host.name as text): say so, report the rest
+        warning = f"host metrics in {pattern} not read: {exc}"[:400]
+        return HostFigures(f"{es.product.lower()} {pattern}", warnings=[warning])
     aggs = resp.get("aggregations") or {}
     for host_bucket in (aggs.get("hosts") or {}).get("buckets", []):
         for bucket in (host_bucket.get("w") or {}).get("buckets", []):
@@ -236,7 +240,7 @@ def read_es_hosts(es: Any, pattern: str, start: float, end: float, hosts: Sequen
             f"{total} hosts have metrics in the run's time range; the report shows the {len(buckets.hosts)} with "
             "the most documents (pick them with --host-metrics-host NAME)"
         )
-    return _figures(buckets, f"elasticsearch {pattern}", warnings)
+    return _figures(buckets, f"{es.product.lower()} {pattern}", warnings)
 
 
 # ------------------------------------------------------------------------------------------------- files

@@ -31,14 +31,15 @@ def summary(doc: dict[str, Any], fallback_id: str = "") -> dict[str, Any]:
     }
 
 
-def from_es(es: Any, prefix: str, limit: int) -> list[dict[str, Any]]:
+def from_es(source: Any, prefix: str, limit: int) -> list[dict[str, Any]]:
+    """The runs of `<prefix>-runs`; `source` as for `es.read_es_run`."""
     from .es import refresh
+    from .search import search_for
 
+    es = search_for(source)
     refresh(es, prefix)
-    resp = es.search(
-        index=f"{prefix}-runs", size=limit, sort=[{"start_time": {"order": "desc", "unmapped_type": "date"}}],
-        source=RUN_SOURCE, ignore_unavailable=True, allow_no_indices=True,
-    )  # fmt: skip
+    body = {"size": limit, "sort": [{"start_time": {"order": "desc", "unmapped_type": "date"}}], "_source": RUN_SOURCE}
+    resp = es.search(f"{prefix}-runs", body, ignore_unavailable=True, allow_no_indices=True)
     return [summary(hit["_source"], hit["_id"]) for hit in resp["hits"]["hits"]]
 
 
