@@ -19,7 +19,7 @@ from opensearchpy.serializer import JSONSerializer
 
 from .bulk import RETRYABLE_STATUS, TEMPORARY_ERRORS, ErrorKind, SinkTransportError
 from .config import EsConfig, redact_url, url_problem
-from .transport import BULK_FILTER_PATH, NO_ERRORS_PREFIX, RestError, is_opensearch, reason_of
+from .rest import BULK_FILTER_PATH, NO_ERRORS_PREFIX, RestError, is_opensearch, reason_of
 
 # opensearch-py logs every request (INFO) and every HTTP error (WARNING, e.g. an expected "already exists"):
 # the sink says itself, once and clearly, what went wrong

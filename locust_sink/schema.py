@@ -33,7 +33,8 @@ import json
 import logging
 from typing import Any, Protocol
 
-from .transport import ClientRest, RestError
+from .rest import RestError
+from .transport import ClientRest
 
 SCHEMA_VERSION: int = 3
 """Bump on ANY change of a template body below: it is what lets a newer locust-sink replace older templates."""

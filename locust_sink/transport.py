@@ -17,9 +17,7 @@ from elasticsearch.serializer import NdjsonSerializer, OrjsonSerializer
 
 from .bulk import RETRYABLE_STATUS, TEMPORARY_ERRORS, ErrorKind, SinkTransportError
 from .config import EsConfig, redact_url, url_problem
-
-BULK_FILTER_PATH = "errors,items.*.status,items.*.error"
-NO_ERRORS_PREFIX = b'{"errors":false,'
+from .rest import BULK_FILTER_PATH, NO_ERRORS_PREFIX, RestError, error_type, is_opensearch
 
 
 class SinkSerializer(OrjsonSerializer):
@@ -95,7 +93,7 @@ def classify(exc: BaseException) -> SinkTransportError:
         )
     if isinstance(exc, elasticsearch.ApiError):
         status = exc.meta.status if exc.meta is not None else None
-        err_type = _error_type(exc.body)
+        err_type = error_type(exc.body)
         if err_type in TEMPORARY_ERRORS:
             return SinkTransportError(
                 ErrorKind.OVERLOADED, f"Elasticsearch refuses writes for now ({status} {_reason(exc.body)})", status
@@ -124,12 +122,6 @@ def version_mismatch_message(server_version: str | None = None) -> str:
         "client 9.x only talks to Elasticsearch 9; for Elasticsearch 8 run "
         "`pip install 'elasticsearch>=8.19,<9'` (client 8.19 talks to both 8 and 9)"
     )
-
-
-def _error_type(body: Any) -> str | None:
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        return body["error"].get("type")
-    return None
 
 
 def _reason(body: Any) -> str:
@@ -179,32 +171,6 @@ def bulk_request(es: Elasticsearch, body: bytes) -> dict[str, Any]:
     except Exception as exc:
         raise classify(exc) from exc
     return resp.body if hasattr(resp, "body") else resp
-
-
-class RestError(Exception):
-    """The cluster answered a request with an HTTP error: `status` and its JSON `body`."""
-
-    def __init__(self, status: int | None, body: Any) -> None:
-        super().__init__(f"HTTP {status} {reason_of(body)}")
-        self.status = status
-        self.body = body
-
-    @property
-    def error_type(self) -> str:
-        return _error_type(self.body) or ""
-
-
-def reason_of(body: Any) -> str:
-    """The cluster's own `type: reason`, innermost cause included, rather than a client's generic message."""
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        err = body["error"]
-        parts = [f"{err.get('type')}: {err.get('reason')}"]
-        cause = err.get("caused_by")
-        while isinstance(cause, dict):
-            parts.append(f"{cause.get('type')}: {cause.get('reason')}")
-            cause = cause.get("caused_by")
-        return " / caused by ".join(parts)
-    return str(body)[:500]
 
 
 class ClientRest:
@@ -273,12 +239,6 @@ def connect(config: EsConfig) -> Any:
     except Exception as exc:
         raise classify(exc) from exc
     return backend
-
-
-def is_opensearch(root: Any) -> bool:
-    """Whether a `GET /` answer is OpenSearch's."""
-    version = root.get("version") if isinstance(root, dict) else None
-    return isinstance(version, dict) and version.get("distribution") == "opensearch"
 
 
 def _opensearch(config: EsConfig) -> Any:

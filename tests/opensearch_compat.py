@@ -31,7 +31,7 @@ import urllib3
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from locust_sink import schema  # noqa: E402
-from locust_sink.transport import BULK_FILTER_PATH  # noqa: E402
+from locust_sink.rest import BULK_FILTER_PATH  # noqa: E402
 
 WORKS, DIFFERS, MISSING = "works", "differs", "missing"
 DOC = Path(__file__).resolve().parents[1] / "docs" / "opensearch.md"

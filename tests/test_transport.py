@@ -12,7 +12,8 @@ from helpers import count, es_client
 from locust_sink.bulk import BulkItem, BulkOutcome, encode_body, sort_items
 from locust_sink.config import EsConfig
 from locust_sink.records import dumps
-from locust_sink.transport import BULK_FILTER_PATH, NO_ERRORS_PREFIX, ElasticsearchBackend
+from locust_sink.rest import BULK_FILTER_PATH, NO_ERRORS_PREFIX
+from locust_sink.transport import ElasticsearchBackend
 
 
 def send_bulk(backend: ElasticsearchBackend, items: list[BulkItem]) -> BulkOutcome:

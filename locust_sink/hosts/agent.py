@@ -116,7 +116,7 @@ class EsOutput:
         return self.backend
 
     def _install_template(self, backend: Any) -> None:
-        from ..transport import RestError
+        from ..rest import RestError
 
         body = ecs.index_template(self.index, self.replicas)
         try:

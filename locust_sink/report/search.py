@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Protocol
 
-from ..transport import reason_of
+from ..rest import reason_of
 from .source_error import SourceError
 
 SCROLL_KEEP = "2m"

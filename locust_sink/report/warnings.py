@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from .model import TOTAL, RunFigures
 from .requests import RequestFigures
 
-if TYPE_CHECKING:
-    from .collect import RunCollector
+
+class Collected(Protocol):
+    """What the warnings read of a run's collected documents (collect.RunCollector has it)."""
+
+    run_doc: dict[str, Any] | None
+    main: Mapping[str, Any]  # endpoint key / TOTAL -> series of the main source
+    final: Mapping[str, dict[str, Any]]  # key -> final snapshot document
+    events: Sequence[dict[str, Any]]
+    events_dropped: int
 
 
-def completeness_warnings(collector: RunCollector, fig: RunFigures, requests: RequestFigures) -> list[str]:
+def completeness_warnings(collector: Collected, fig: RunFigures, requests: RequestFigures) -> list[str]:
     out: list[str] = []
     run: dict[str, Any] = collector.run_doc or {}
     if not collector.run_doc:
