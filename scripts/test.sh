@@ -9,6 +9,12 @@ python3 -m ruff check locust_sink tests bench scripts
 python3 -m ruff format --check locust_sink tests bench scripts
 # the sink's instructions per record (valgrind --tool=callgrind: noise-free) against the committed figure
 PYTHONPATH=. python3 -m bench callgrind --check --no-results
-# the tests mostly wait (Locust runs of fixed length, servers starting): LOCUST_SINK_TEST_WORKERS processes
-# (pytest-xdist) run them side by side; a module's tests stay on one worker unless it sets XDIST_SPREAD
-python3 -m pytest -n "${LOCUST_SINK_TEST_WORKERS:-4}" --dist loadgroup "$@"
+# LOCUST_SINK_TEST_WORKERS=N runs the tests in N pytest-xdist processes (a module's tests stay on one worker
+# unless it sets XDIST_SPREAD). Serial by default: on 2 vCPUs, parallel runs push the timing-bound tests
+# (outages, final flushes, live pages) past their bounds (see docs/DESIGN.md, "Tests").
+workers="${LOCUST_SINK_TEST_WORKERS:-0}"
+if [ "$workers" -gt 0 ]; then
+  python3 -m pytest -n "$workers" --dist loadgroup "$@"
+else
+  python3 -m pytest "$@"
+fi

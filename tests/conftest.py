@@ -4,17 +4,57 @@ Locust is imported first: it monkey-patches the standard library through gevent,
 anything imports ssl (the elasticsearch client does), or ssl ends in a RecursionError.
 """
 
-# ruff: noqa: I001  (locust must be imported before anything that imports ssl)
+# ruff: noqa: I001, E402  (gevent patching, then Locust, must come before anything that imports ssl)
 from __future__ import annotations
 
-import locust  # noqa: F401  (must stay the first import: gevent monkey-patching)
+import os
+import sys
+
+
+def _xdist_controller() -> bool:
+    """This process only hands tests to pytest-xdist workers (`-n N`, N > 0) and runs none itself."""
+    args = sys.argv[1:]
+    for i, arg in enumerate(args):
+        value = None
+        if arg in ("-n", "--numprocesses") and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith("--numprocesses="):
+            value = arg.split("=", 1)[1]
+        elif arg.startswith("-n") and len(arg) > 2:
+            value = arg[2:]
+        if value is not None:
+            return value not in ("0", "") and not os.environ.get("PYTEST_XDIST_WORKER")
+    return False
+
+
+if _xdist_controller():
+    # The controller talks to its workers through execnet's threads: left unpatched (gevent would turn them
+    # into greenlets of one loop, and a blocking call among them stalls every worker). It imports no Locust.
+    pass
+elif os.environ.get("PYTEST_XDIST_WORKER"):
+    # A pytest-xdist worker talks to the controller from a second real thread (execnet): patching threading
+    # would make its queue's Event a gevent one that thread cannot wake (LoopExit). So threads stay real, and
+    # so do subprocess, os and signal (gevent waits for children only on the main thread's loop, and tests
+    # start processes from threads; a cooperative waitpid without that loop never returns). Everything else
+    # is patched as Locust does; Locust is told not to patch again.
+    from gevent import monkey
+
+    monkey.patch_all(thread=False, subprocess=False, os=False, signal=False)
+    os.environ["LOCUST_SKIP_MONKEY_PATCH"] = "1"
+    import locust  # noqa: F401
+
+    del os.environ["LOCUST_SKIP_MONKEY_PATCH"]
+    import urllib3
+    from gevent import queue
+
+    urllib3.connectionpool.ConnectionPool.QueueCls = queue.LifoQueue  # as locust/__init__.py does
+else:
+    import locust  # noqa: F401  (must stay the first import: gevent monkey-patching)
 
 import fcntl
 import hashlib
-import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -31,6 +71,7 @@ from helpers import (  # noqa: F401
     ES_USER,
     OPENSEARCH_VERSIONS,
     ROOT,
+    EsCluster,
     EsServer,
     es_local,
     free_port,
@@ -52,10 +93,16 @@ SUT_APP_DIR = ROOT / "scripts"  # sut_app.py: httpbin with a fix for its bytearr
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under `pytest -n N --dist loadgroup` (scripts/test.sh) a module's tests stay on one worker, so its
     module-scoped servers (a 3-node cluster, a secured ES) start once; a module whose tests share nothing
-    but session fixtures says `XDIST_SPREAD = True` and its tests are spread over the workers one by one."""
+    but session fixtures says `XDIST_SPREAD = True` and its tests are spread over the workers one by one.
+    Tests of one OpenSearch version (`[opensearch-X...]`, any module) form one group: that version's server
+    starts on one worker only."""
     for item in items:
+        callspec = getattr(item, "callspec", None)
+        version = next((v for v in OPENSEARCH_VERSIONS if f"opensearch-{v}" in callspec.id), None) if callspec else None
         module = getattr(item, "module", None)
-        if module is not None and not getattr(module, "XDIST_SPREAD", False):
+        if version is not None:
+            item.add_marker(pytest.mark.xdist_group(f"opensearch-{version}"))
+        elif module is not None and not getattr(module, "XDIST_SPREAD", False):
             item.add_marker(pytest.mark.xdist_group(module.__name__))
 
 
@@ -170,6 +217,19 @@ def cluster_url(request, opensearch_servers) -> str:
     if request.param == "elasticsearch":
         return request.getfixturevalue("es_url")
     return opensearch_servers.url(request.param)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[EsCluster]:
+    """A real 3-node Elasticsearch cluster (384 MB heaps) for the module that asks for it (test_cluster.py,
+    test_cluster_blocks.py: one each, so they can run side by side); removed at the end."""
+    server = EsCluster(f"cl-{os.getpid()}-{uuid.uuid4().hex[:4]}", nodes=3)
+    try:
+        server.start()
+        print(f"\ncluster: {server.url} green in {server.startup_seconds:.0f} s", file=sys.stderr)
+        yield server
+    finally:
+        server.remove()
 
 
 # ---------------------------------------------------------------------------------------- httpbin (the SUT)

@@ -246,7 +246,7 @@ def test_overhead_toggles_the_sinks_real_listener_and_checks_delivery(tmp_path: 
         "--runs",
         "1",
         "--duration",
-        "7",
+        "12",
         "--window",
         "1",
         "--guard",
