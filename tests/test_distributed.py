@@ -146,6 +146,13 @@ def test_master_and_two_workers_record_one_consistent_run(tmp_path, es_url, http
         assert len(rows) >= 3  # every few seconds, and the final one
         # intervals are the worker's reports: they add up to its final cumulative count
         assert sum(d["interval_requests"] for d in rows) == by_key(final)[(None, "Aggregated")]["num_requests"]
+        # each worker's own CPU % and RSS ride on its Aggregated rows (the first may precede a CPU window)
+        measured = [d for d in rows if "cpu_percent" in d]
+        assert measured and len(measured) >= len(rows) - 1, rows[-1]
+        for d in measured:
+            assert 0 <= d["cpu_percent"] <= 400 and d["memory_rss_bytes"] > 10 * 2**20, d
+    master_total = by_key(master_final)[(None, "Aggregated")]
+    assert 0 <= master_total["cpu_percent"] <= 400 and master_total["memory_rss_bytes"] > 10 * 2**20, master_total
 
     print(
         f"\ndistributed run {run_id}: {run.truth['total']['num_requests']} requests "
