@@ -29,9 +29,9 @@ fi
 
 # The package itself, editable, with test extras. The check runs outside the tree (a `python -c` in it would
 # import ./locust_sink whatever is installed) and wants locust_sink to come from this checkout: an editable
-# install of another checkout (e.g. a deleted clone) counts as missing.
+# install of another checkout (e.g. a deleted clone) counts as missing. Locust comes first: it patches ssl.
 installed_from() {
-  (cd / && "$PYTHON" -c "import locust_sink, pytest, xdist, elasticsearch, opensearchpy, locust, ruff, bokeh, selenium, os
+  (cd / && "$PYTHON" -c "import locust, locust_sink, pytest, xdist, elasticsearch, opensearchpy, ruff, bokeh, selenium, os
 print(os.path.dirname(os.path.dirname(os.path.realpath(locust_sink.__file__))))" 2>/dev/null)
 }
 if [ "$(installed_from)" != "$(pwd -P)" ] || [ pyproject.toml -nt "$here/.bootstrap-stamp" ]; then
