@@ -95,7 +95,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     module-scoped servers (a 3-node cluster, a secured ES) start once; a module whose tests share nothing
     but session fixtures says `XDIST_SPREAD = True` and its tests are spread over the workers one by one.
     Tests of one OpenSearch version (`[opensearch-X...]`, any module) form one group: that version's server
-    starts on one worker only."""
+    starts on one worker only; modules that share a session server name one group (`XDIST_GROUP`)."""
     for item in items:
         callspec = getattr(item, "callspec", None)
         version = next((v for v in OPENSEARCH_VERSIONS if f"opensearch-{v}" in callspec.id), None) if callspec else None
@@ -103,7 +103,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if version is not None:
             item.add_marker(pytest.mark.xdist_group(f"opensearch-{version}"))
         elif module is not None and not getattr(module, "XDIST_SPREAD", False):
-            item.add_marker(pytest.mark.xdist_group(module.__name__))
+            item.add_marker(pytest.mark.xdist_group(getattr(module, "XDIST_GROUP", module.__name__)))
 
 
 # ------------------------------------------------------------------------------------------- Elasticsearch
@@ -219,10 +219,8 @@ def cluster_url(request, opensearch_servers) -> str:
     return opensearch_servers.url(request.param)
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[EsCluster]:
-    """A real 3-node Elasticsearch cluster (384 MB heaps) for the module that asks for it (test_cluster.py,
-    test_cluster_blocks.py: one each, so they can run side by side); removed at the end."""
+@pytest.fixture(scope="session")
+def _es_cluster() -> Iterator[EsCluster]:
     server = EsCluster(f"cl-{os.getpid()}-{uuid.uuid4().hex[:4]}", nodes=3)
     try:
         server.start()
@@ -230,6 +228,20 @@ def cluster() -> Iterator[EsCluster]:
         yield server
     finally:
         server.remove()
+
+
+@pytest.fixture(scope="module")
+def cluster(_es_cluster: EsCluster) -> EsCluster:
+    """A real 3-node Elasticsearch cluster (384 MB heaps), started once for the session and shared by the
+    modules that ask for it (test_cluster.py, test_cluster_blocks.py: one xdist group, `XDIST_GROUP`). Each
+    module gets it with every node running and the cluster green: a node a module left down is started."""
+    for i in range(1, _es_cluster.nodes + 1):
+        if not _es_cluster.node_running(i):
+            _es_cluster.start_node(i)
+    client = _es_cluster.client().options(request_timeout=190)
+    health = client.cluster.health(wait_for_status="green", wait_for_nodes=str(_es_cluster.nodes), timeout="180s")
+    assert health["status"] == "green" and not health["timed_out"], dict(health)
+    return _es_cluster
 
 
 # ---------------------------------------------------------------------------------------- httpbin (the SUT)

@@ -1,7 +1,7 @@
 """Issue 17 §3: a real 3-node Elasticsearch 8.19.21 cluster on loopback (`es-local.sh start-cluster`), started
-once for this module, and real Locust processes that record into it through all three node URLs. Nodes are
-killed here; the write-block scenarios run on a cluster of their own (test_cluster_blocks.py), so the two
-modules run side by side under pytest-xdist.
+once for the session, and real Locust processes that record into it through all three node URLs. Nodes are
+killed here; the write-block scenarios (test_cluster_blocks.py) run on the same cluster, which each module
+gets back green with all nodes.
 
 Scenarios, each one Locust run (module-scoped fixture) and several tests of its properties:
 
@@ -37,6 +37,8 @@ from helpers import (
 )
 
 from locust_sink import schema
+
+XDIST_GROUP = "es-cluster"  # one worker runs both modules of the shared 3-node cluster (conftest.py)
 
 pytestmark = pytest.mark.slow
 

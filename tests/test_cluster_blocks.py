@@ -1,5 +1,5 @@
-"""Issue 17 §3 on a real 3-node Elasticsearch 8.19.21 cluster of this module's own (the node-loss scenarios
-are in test_cluster.py, on another cluster, so both run side by side under pytest-xdist): write blocks.
+"""Issue 17 §3 on a real 3-node Elasticsearch 8.19.21 cluster (the session's, shared with the node-loss
+scenarios of test_cluster.py, which hand it back green with all nodes): write blocks.
 
 - read-only indices: `index.blocks.read_only_allow_delete` (what the flood-stage disk watermark sets) on the
   sink's indices mid-run for 8 s with a 2 s retry budget: the `cluster_block_exception` answers are retried,
@@ -28,6 +28,8 @@ from helpers import EsCluster, es_client, headless_args, run_locust, start_locus
 from test_cluster import FAULTS, accountings, spooled_segments
 
 from locust_sink import schema
+
+XDIST_GROUP = "es-cluster"  # one worker runs both modules of the shared 3-node cluster (conftest.py)
 
 pytestmark = pytest.mark.slow
 

@@ -51,8 +51,22 @@ class LocustRun:
             locustfile, host, users, run_time, self.stats,
             "--exit-code-on-error", "0", "--sink-dir", str(tmp / "results"), *args,
         )  # fmt: skip
+        self.stop_file = tmp / "stop-the-run"
+        env = {"FAULT_STOP_FILE": str(self.stop_file), **(env or {})}
         self.locust = start_locust(args, env, cwd=tmp, label=f"locust-{uuid.uuid4().hex[:6]}")
         self.proc = self.locust.proc  # for signals (a real Ctrl-C, a SIGKILL of Locust alone)
+
+    def end_after_recovery(self, timeout: float, settle: float = 3.0) -> None:
+        """Once the sink has said that ES takes documents again and no spool segment is left, records `settle`
+        more seconds of traffic, then ends the run as --run-time does (faults.py's stop file): the run lasts as
+        long as the outage needs, the run time passed to LocustRun is only the upper bound."""
+        spool = self.tmp / "results" / "spool"
+        wait_until(
+            lambda: "takes documents again" in self.locust.log() and not list(spool.rglob("*.ndjson")),
+            timeout, 0.5, "the sink to take documents again and empty its spool",
+        )  # fmt: skip
+        time.sleep(settle)
+        self.stop_file.touch()
 
     def wait(self, timeout: float = 180) -> str:
         done = self.locust.wait(timeout)
@@ -123,10 +137,11 @@ def test_es_down_at_start_then_started(tmp_path, es_server_factory, httpbin_url)
     server = es_server_factory("late")  # not started yet
     prefix = f"t4a-{uuid.uuid4().hex[:6]}"
     run = LocustRun(
-        tmp_path, FAULTS, httpbin_url, ["--es-url", server.url, "--es-index-prefix", prefix], run_time="45s"
+        tmp_path, FAULTS, httpbin_url, ["--es-url", server.url, "--es-index-prefix", prefix], run_time="120s"
     )
     time.sleep(10)
     server.start()
+    run.end_after_recovery(90)
     log = run.wait()
     assert log.count("Elasticsearch unreachable") == 1, "one clear warning, not one per batch"
     assert "takes documents again" in log
@@ -141,11 +156,12 @@ def test_es_killed_mid_run_and_restarted(tmp_path, es_server_factory, httpbin_ur
     prefix = f"t4b-{uuid.uuid4().hex[:6]}"
     # a short retry budget, so the outage goes through the spool rather than only through retries
     args = ["--es-url", server.url, "--es-index-prefix", prefix, "--sink-retry-timeout", "5"]
-    run = LocustRun(tmp_path, FAULTS, httpbin_url, args, run_time="60s")
+    run = LocustRun(tmp_path, FAULTS, httpbin_url, args, run_time="120s")
     time.sleep(8)
     server.kill()  # SIGKILL
     time.sleep(15)
     server.start()
+    run.end_after_recovery(90)
     log = run.wait()
     assert "takes documents again" in log
     assert accounting(log).get("spooled", 0) == 0

@@ -187,21 +187,22 @@ def test_master_and_two_workers_record_one_consistent_run(tmp_path, opensearch_u
 
 
 def test_opensearch_killed_mid_run_spools_and_replays_by_itself(tmp_path, own_opensearch, httpbin_url):
-    """SIGKILL 8 s into a 60 s run, restarted 15 s later: with a 5 s retry budget the outage goes through the
-    spool, the sink replays it by itself once OpenSearch answers again, and at the end every request Locust
-    counted is in OpenSearch exactly once (ids are deterministic, written with `create`), nothing spooled,
-    dropped or dead-lettered, the accounting balanced."""
+    """SIGKILL 8 s into the run, restarted 15 s later: with a 5 s retry budget the outage goes through the
+    spool, the sink replays it by itself once OpenSearch answers again (the run ends 3 s after the spool is
+    empty), and at the end every request Locust counted is in OpenSearch exactly once (ids are deterministic,
+    written with `create`), nothing spooled, dropped or dead-lettered, the accounting balanced."""
     server = own_opensearch
     server.start()
     prefix = f"os2-{uuid.uuid4().hex[:6]}"
     args = ["--es-url", server.url, "--es-index-prefix", prefix, "--sink-retry-timeout", "5"]
-    run = LocustRun(tmp_path, FAULTS, httpbin_url, args, run_time="60s")
+    run = LocustRun(tmp_path, FAULTS, httpbin_url, args, run_time="150s")
     time.sleep(8)
     server.kill()
     killed_at = time.monotonic()
     time.sleep(15)
     server.start()
     print(f"\nOpenSearch {server.version}: down {time.monotonic() - killed_at:.0f} s (restart included)")
+    run.end_after_recovery(90)
     log = run.wait()
     replayed = [int(n) for n in re.findall(r"OpenSearch at \S+ takes documents again; replaying (\d+) spooled", log)]
     assert replayed and sum(replayed) > 0, log[-4000:]

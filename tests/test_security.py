@@ -36,9 +36,11 @@ def secure_es(request):
     from conftest import EsServer
 
     server = EsServer(f"sec-{uuid.uuid4().hex[:6]}", security=True)
-    server.start()
-    yield server
-    server.remove()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
 
 
 def test_basic_auth_right_credentials_index(tmp_path, secure_es, httpbin_url):
@@ -96,10 +98,22 @@ def test_basic_auth_wrong_password_one_clear_error_and_spool(tmp_path, secure_es
     assert spooled and wrong.encode() not in spooled
 
 
+@pytest.fixture(scope="module")
+def tls_es():
+    """A real ES with HTTP TLS (and basic auth), once for the module: both verify cases run against it."""
+    from conftest import EsServer
+
+    server = EsServer(f"tls-{uuid.uuid4().hex[:6]}", tls=True)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
+
+
 @pytest.mark.parametrize("verify", ["ca", "none"])
-def test_tls_verified_with_ca_and_clear_error_without(tmp_path, es_server_factory, httpbin_url, verify):
-    server = es_server_factory("tls", tls=True)
-    server.start()
+def test_tls_verified_with_ca_and_clear_error_without(tmp_path, tls_es, httpbin_url, verify):
+    server = tls_es
     prefix = f"t4t-{uuid.uuid4().hex[:6]}"
     args = ["--es-url", server.url, "--es-index-prefix", prefix, "--es-username", server.user]
     if verify == "ca":
